@@ -1,0 +1,130 @@
+"""The Python API: compile .arch text or files to a CompileResult (IR, PyTorch source, canonical .arch, summary)."""
+from __future__ import annotations
+
+import json
+import linecache
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from compiler.backends.printer import print_arch
+from compiler.backends.pytorch import generate_source
+from compiler.backends.summary import layer_table, summarize
+from compiler.errors import ArchError, Span
+from compiler.frontend import ast
+from compiler.frontend.evaluate import Chooser
+from compiler.frontend.expand import Expander
+from compiler.frontend.parser import parse
+from compiler.frontend.resolve import resolve
+from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
+from compiler.ir.graph import Graph
+from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.passes.analyse import AnalyseCosts
+from compiler.passes.base import PassManager
+from compiler.passes.dce import EliminateDeadCode
+from compiler.passes.shapes import InferShapes
+from compiler.passes.verify import Verify, verify
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    input_shape: Sequence[int] | None = None   # replace the model's declared input shape (batch excluded)
+    debug: bool = False                        # verify the IR after every pass
+    registry: OpRegistry = REGISTRY
+
+
+def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
+    """The IR -> IR passes every model goes through before code generation."""
+    reg = options.registry
+    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), AnalyseCosts(reg)],
+                       debug=options.debug, verifier=lambda g: verify(g, reg))
+
+
+@dataclass
+class CompileResult:
+    graph: Graph                       # concrete IR, shapes and costs in meta
+    source: str                        # standalone PyTorch source (model.py)
+    arch: str                          # canonical .arch text (parse(arch) == graph)
+    summary: dict[str, Any]            # what summary.json holds
+    warnings: tuple[str, ...] = field(default=())
+
+    def build(self) -> Any:
+        """Execute the generated source and return ``build_model()``: exactly what model.py gives users."""
+        namespace = load_source(self.source, f"<generated {self.graph.name}.py>")
+        return namespace["build_model"]()
+
+    def layer_table(self, max_rows: int | None = None) -> str:
+        return layer_table(self.summary, max_rows)
+
+    def write(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.py").write_text(self.source)
+        (out / "arch.arch").write_text(self.arch)
+        (out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        return out
+
+
+def load_source(source: str, filename: str) -> dict[str, Any]:
+    code = compile(source, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # readable tracebacks
+    namespace: dict[str, Any] = {"__name__": "generated_model"}
+    exec(code, namespace)  # our own generated code: only validated identifiers and literals from the .arch text
+    return namespace
+
+
+def parse_module(text: str, filename: str = "<string>", registry: OpRegistry = REGISTRY) -> ast.Module:
+    """Text -> checked AST."""
+    return resolve(parse(text, filename), text, registry)
+
+
+def to_graph(module: ast.Module, source: str | None = None, params: Mapping[str, Any] | None = None,
+             options: CompileOptions = CompileOptions(), chooser: Chooser | None = None) -> Graph:
+    """AST -> concrete IR (blocks expanded; no passes yet)."""
+    return Expander(module, source=source, registry=options.registry, chooser=chooser).expand_model(
+        params, options.input_shape)
+
+
+def compile_graph(graph: Graph, source: str | None = None, options: CompileOptions = CompileOptions()) -> CompileResult:
+    """Concrete IR -> passes -> backends."""
+    graph = pipeline(options).run(graph, source)
+    summary = summarize(graph)
+    return CompileResult(graph, generate_source(graph, options.registry),
+                         print_arch(graph, options.registry, header="canonical form, printed by AutoML-CodeGen"),
+                         summary, tuple(graph.meta.get("warnings", ())))
+
+
+def compile_source(text: str, filename: str = "<string>", *, options: CompileOptions | None = None,
+                   **params: Any) -> CompileResult:
+    """Compile .arch text; keyword arguments override the model's parameters. Raises ArchError on user errors."""
+    options = options or CompileOptions()
+    try:
+        module = parse_module(text, filename, options.registry)
+        return compile_graph(to_graph(module, text, params, options), text, options)
+    except ArchError as err:
+        raise err.with_source(text) from None
+
+
+def read_source(path: str | Path) -> str:
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchError(f"no such file: '{p}'", Span(str(p), 0, 0)) from None
+    except IsADirectoryError:
+        raise ArchError(f"'{p}' is a directory, not an .arch file", Span(str(p), 0, 0)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ArchError(f"cannot read '{p}': {err}", Span(str(p), 0, 0)) from None
+
+
+def compile_file(path: str | Path, *, options: CompileOptions | None = None, **params: Any) -> CompileResult:
+    """Compile an .arch file; see ``compile_source``."""
+    return compile_source(read_source(path), str(path), options=options, **params)
+
+
+def parse_graph(text: str, filename: str = "<string>", **params: Any) -> Graph:
+    """Text -> concrete IR without running passes (used for the printer round trip)."""
+    try:
+        return to_graph(parse_module(text, filename), text, params)
+    except ArchError as err:
+        raise err.with_source(text) from None

@@ -1,0 +1,72 @@
+"""Backend: summary.json (costs, shapes, per-layer table) and the layer table printed by the CLI."""
+from __future__ import annotations
+
+import math
+import platform
+from typing import Any
+
+import torch
+
+from compiler.ir.graph import Graph
+
+
+def activation_memory_bytes(graph: Graph, batch_size: int = 1, bytes_per_element: int = 4) -> int:
+    """Estimate: every fresh activation kept for backward (an upper bound on training activations)."""
+    return int(graph.meta.get("activation_elements", 0)) * batch_size * bytes_per_element
+
+
+def summarize(graph: Graph) -> dict[str, Any]:
+    inputs = graph.inputs
+    layers = [
+        {"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": dict(n.attrs),
+         "output_shape": list(n.shape), "params": n.meta.get("params", 0), "macs": n.meta.get("macs", 0),
+         "source": str(n.span)}
+        for n in graph.nodes if n.op != "input"
+    ]
+    return {
+        "name": graph.name,
+        "params": int(graph.meta["params"]),
+        "macs": int(graph.meta["macs"]),
+        "input_shape": list(inputs[0].shape),
+        "inputs": {n.name: list(n.shape) for n in inputs},
+        "output_shape": list(graph.output_node.shape),
+        "model_params": dict(graph.params),
+        "activation_memory_mb": {
+            "fp32_batch1": round(activation_memory_bytes(graph, 1) / 2**20, 3),
+            "fp32_batch32": round(activation_memory_bytes(graph, 32) / 2**20, 3),
+        },
+        "param_memory_mb_fp32": round(int(graph.meta["params"]) * 4 / 2**20, 3),
+        "num_layers": len(layers),
+        "layers": layers,
+        "warnings": list(graph.meta.get("warnings", ())),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+
+
+def layer_table(summary: dict[str, Any], max_rows: int | None = None) -> str:
+    rows = [("layer", "op", "output", "params", "MACs")]
+    layers = summary["layers"]
+    shown = layers if max_rows is None or len(layers) <= max_rows else layers[: max_rows // 2] + [None] + layers[-max_rows // 2:]
+    for layer in shown:
+        if layer is None:
+            rows.append(("...", "", "", "", ""))
+            continue
+        rows.append((layer["name"], layer["op"], "x".join(map(str, layer["output_shape"])),
+                     f"{layer['params']:,}", f"{layer['macs']:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            lines.append("-" * len(lines[0]))
+    total = f"{summary['name']}: {summary['params']:,} parameters, {summary['macs']:,} MACs per sample, " \
+            f"input {summary['input_shape']} -> output {summary['output_shape']}"
+    return "\n".join(lines + ["-" * len(lines[0]), total])
+
+
+def human(n: float) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}P" if math.isfinite(n) else str(n)

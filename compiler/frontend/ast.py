@@ -1,0 +1,144 @@
+"""The abstract syntax tree of an .arch file: plain frozen dataclasses, each with its source span."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from compiler.errors import Span
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span = field(compare=False, repr=False, kw_only=True)
+
+
+# ---- expressions -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Literal(Node):
+    value: int | float | bool
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / // % ** == != < <= > >= and or
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class UnaryOp(Node):
+    op: str  # - not
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Argument(Node):
+    name: str | None  # None for positional
+    value: "Expr"
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    """``name(args)``: a function in an expression, an op or block in a layer position."""
+
+    func: str
+    args: tuple[Argument, ...] = ()
+    has_parens: bool = False
+
+
+@dataclass(frozen=True)
+class Choice(Node):
+    """``[a | b | c] as label``: a choice point of a search space."""
+
+    options: tuple["Expr", ...]
+    label: str | None = None
+
+
+Expr = Union[Literal, Name, BinOp, UnaryOp, Call, Choice]
+
+
+# ---- flows (dataflow) --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layer(Node):
+    """One element of a chain: an op, a block instance, or a choice among them, maybe repeated."""
+
+    target: Call | Choice
+    repeat: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Flow(Node):
+    """``source -> layer -> layer``; a source is a value name or a tuple of flows."""
+
+    sources: tuple["Flow", ...] | str
+    layers: tuple[Layer, ...] = ()
+
+
+# ---- statements --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputStmt(Node):
+    names: tuple[str, ...]
+    shape: tuple[Expr, ...] | None = None
+
+
+@dataclass(frozen=True)
+class AssignStmt(Node):
+    target: str
+    flow: Flow
+
+
+@dataclass(frozen=True)
+class LetStmt(Node):
+    target: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class OutputStmt(Node):
+    flow: Flow
+
+
+@dataclass(frozen=True)
+class ForStmt(Node):
+    var: str
+    start: Expr
+    stop: Expr | None
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class IfStmt(Node):
+    condition: Expr
+    then: tuple["Stmt", ...]
+    otherwise: tuple["Stmt", ...] = ()
+
+
+Stmt = Union[InputStmt, AssignStmt, LetStmt, OutputStmt, ForStmt, IfStmt]
+
+
+# ---- definitions -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param(Node):
+    name: str
+    default: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Definition(Node):
+    """A ``block`` (reusable, instantiated in flows) or the ``model`` (the file's entry)."""
+
+    kind: str  # "block" | "model"
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class Module(Node):
+    filename: str
+    definitions: tuple[Definition, ...]

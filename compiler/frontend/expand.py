@@ -1,0 +1,322 @@
+"""AST -> IR: evaluate parameters, instantiate blocks, unroll loops and conditionals into one flat Graph.
+
+The dataflow is in SSA form: reassigning a name (``x = x -> relu``) makes a new value, and every layer becomes
+one uniquely named Node. Names are chosen for people reading the generated code: a one-layer flow assigned to a
+fresh name takes that name (``stem = x -> conv(...)`` -> ``stem``); a longer one prefixes its layers with it
+(``stem_conv``, ``stem_bn``); other layers are numbered per kind (``conv1``, ``conv2``), and layers inside a
+block instance are prefixed with the instance (``basic3_conv1``).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from compiler.errors import ArchError, Span
+from compiler.frontend import ast
+from compiler.frontend.evaluate import Chooser, Evaluator, Value, choose
+from compiler.ir.graph import Graph, Node, frozen
+from compiler.ir.ops import REGISTRY, ArgError, OpRegistry
+
+
+class _Names:
+    """Unique node names across the graph."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.counters: dict[str, int] = {}
+
+    def exact(self, name: str) -> str | None:
+        if name in self.used:
+            return None
+        self.used.add(name)
+        return name
+
+    def numbered(self, base: str) -> str:
+        n = self.counters.get(base, 0)
+        while True:
+            n += 1
+            name = f"{base}{n}"
+            if name not in self.used:
+                self.counters[base] = n
+                self.used.add(name)
+                return name
+
+
+@dataclass
+class _Scope:
+    prefix: str                               # "" for the model, "basic3_" inside a block instance
+    consts: dict[str, Value]                  # parameters, lets, loop variables
+    values: dict[str, str] = field(default_factory=dict)   # value name -> node name (SSA)
+    later: set[str] = field(default_factory=set)           # names assigned somewhere in this body
+    stack: tuple[tuple[str, Span], ...] = ()  # block instantiations leading here (for messages)
+    output: str | None = None
+    inputs: Sequence[str] = ()                # for blocks: the incoming node names
+    is_model: bool = False
+
+
+def _assigned_names(body: Sequence[ast.Stmt]) -> set[str]:
+    names: set[str] = set()
+    for s in body:
+        if isinstance(s, ast.AssignStmt):
+            names.add(s.target)
+        elif isinstance(s, ast.ForStmt):
+            names |= _assigned_names(s.body)
+        elif isinstance(s, ast.IfStmt):
+            names |= _assigned_names(s.then) | _assigned_names(s.otherwise)
+    return names
+
+
+class Expander:
+    def __init__(self, module: ast.Module, *, source: str | None = None, registry: OpRegistry = REGISTRY,
+                 chooser: Chooser | None = None) -> None:
+        self.module = module
+        self.source = source
+        self.registry = registry
+        self.chooser = chooser
+        self.blocks = {d.name: d for d in module.definitions if d.kind == "block"}
+        self.names = _Names()
+        self.nodes: list[Node] = []
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def error(self, message: str, where: ast.Node | Span, hint: str | None = None,
+              stack: Sequence[tuple[str, Span]] = ()) -> ArchError:
+        span = where if isinstance(where, Span) else where.span
+        if stack:
+            chain = ", ".join(f"'{name}' used at {s}" for name, s in reversed(stack))
+            hint = f"{hint + '; ' if hint else ''}inside block {chain}"
+        return ArchError(message, span, self.source, hint)
+
+    def evaluator(self, scope: _Scope) -> Evaluator:
+        return Evaluator(scope.consts, values=scope.values, chooser=self.chooser, context=scope.prefix,
+                         source=self.source)
+
+    def _bind(self, what: str, params: Sequence[ast.Param], call: ast.Call, scope: _Scope,
+              outer: Evaluator) -> dict[str, Value]:
+        """Bind a block's or model's arguments (defaults may use earlier parameters)."""
+        names = [p.name for p in params]
+        given: dict[str, Value] = {}
+        positional = [a for a in call.args if a.name is None]
+        if len(positional) > len(params):
+            raise self.error(f"{what} takes at most {len(params)} argument(s) ({', '.join(names)}), "
+                             f"got {len(positional)}", call, stack=scope.stack)
+        for p, a in zip(params, positional):
+            given[p.name] = outer(a.value)
+        for a in call.args:
+            if a.name is None:
+                continue
+            if a.name not in names:
+                hint = difflib.get_close_matches(a.name, names, n=1)
+                raise self.error(f"{what} has no parameter '{a.name}'", a,
+                                 f"did you mean '{hint[0]}'?" if hint else f"parameters: {', '.join(names) or 'none'}",
+                                 stack=scope.stack)
+            if a.name in given:
+                raise self.error(f"parameter '{a.name}' of {what} is given twice", a, stack=scope.stack)
+            given[a.name] = outer(a.value)
+        return self._fill_defaults(what, params, given, call.span, scope.stack)
+
+    def _fill_defaults(self, what: str, params: Sequence[ast.Param], given: Mapping[str, Value], at: Span,
+                       stack: Sequence[tuple[str, Span]] = ()) -> dict[str, Value]:
+        bound: dict[str, Value] = {}
+        for p in params:
+            if p.name in given:
+                bound[p.name] = given[p.name]
+            elif p.default is not None:
+                bound[p.name] = Evaluator(bound, chooser=self.chooser, source=self.source)(p.default)
+            else:
+                raise self.error(f"{what} needs a value for parameter '{p.name}'", at, stack=stack)
+        return bound
+
+    # ---- entry ---------------------------------------------------------------------------------
+    def expand_model(self, overrides: Mapping[str, Any] | None = None,
+                     input_shape: Sequence[int] | None = None) -> Graph:
+        models = [d for d in self.module.definitions if d.kind == "model"]
+        model = models[0]
+        overrides = dict(overrides or {})
+        names = [p.name for p in model.params]
+        for key in overrides:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                raise self.error(f"model '{model.name}' has no parameter '{key}'", model,
+                                 f"did you mean '{hint[0]}'?" if hint else f"its parameters: {', '.join(names) or 'none'}")
+        params = self._fill_defaults(f"model '{model.name}'", model.params, overrides, model.span)
+        scope = _Scope("", dict(params), later=_assigned_names(model.body), is_model=True)
+        self._input_shape = tuple(input_shape) if input_shape is not None else None
+        self.run_body(model.body, scope)
+        if scope.output is None:
+            raise self.error(f"model '{model.name}' has no 'output' statement", model,
+                             "end the body with e.g. `output x -> linear(10)`")
+        return Graph(model.name, tuple(self.nodes), scope.output, frozen(params), model.span)
+
+    # ---- statements ----------------------------------------------------------------------------
+    def run_body(self, body: Sequence[ast.Stmt], scope: _Scope) -> None:
+        for stmt in body:
+            if scope.output is not None:
+                raise self.error("statement after 'output'", stmt, "'output' must be the last statement",
+                                 stack=scope.stack)
+            getattr(self, "_" + type(stmt).__name__)(stmt, scope)
+
+    def _InputStmt(self, s: ast.InputStmt, scope: _Scope) -> None:
+        for name in s.names:
+            self._check_new_value(name, s, scope)
+        if not scope.is_model:
+            if s.shape is not None:
+                raise self.error("block inputs take their shapes from where the block is used; remove the shape",
+                                 s, stack=scope.stack)
+            if scope.values or len(s.names) != len(scope.inputs):
+                raise self.error(f"the block receives {len(scope.inputs)} input(s) but declares "
+                                 f"{len(scope.values) + len(s.names)}", s, stack=scope.stack)
+            scope.values.update(zip(s.names, scope.inputs))
+            return
+        if s.shape is None:
+            raise self.error("a model input needs a shape, e.g. `input x: [3, 32, 32]` (batch is implied)", s)
+        ev = self.evaluator(scope)
+        shape = tuple(ev(d) for d in s.shape)
+        if self._input_shape is not None and not any(n.op == "input" for n in self.nodes):
+            shape = self._input_shape
+        for d, value in zip(s.shape, shape):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise self.error(f"input dimensions must be positive integers, got {value!r}", d)
+        for name in s.names:
+            node_name = self.names.exact(name)
+            if node_name is None:
+                raise self.error(f"duplicate name '{name}'", s)
+            self.nodes.append(Node(node_name, "input", (), frozen({"shape": shape}), s.span,
+                                   frozen({"stack": ()})))
+            scope.values[name] = node_name
+
+    def _check_new_value(self, name: str, stmt: ast.Node, scope: _Scope) -> None:
+        if name in scope.consts:
+            raise self.error(f"'{name}' is already a parameter; choose another name for this value", stmt,
+                             stack=scope.stack)
+        if name in self.blocks or name in self.registry:
+            raise self.error(f"'{name}' names an {'op' if name in self.registry else 'block'}; choose another "
+                             f"name for this value", stmt, stack=scope.stack)
+
+    def _LetStmt(self, s: ast.LetStmt, scope: _Scope) -> None:
+        if s.target in scope.values or s.target in scope.later:
+            raise self.error(f"'{s.target}' is a tensor value; a `let` needs another name", s, stack=scope.stack)
+        scope.consts[s.target] = self.evaluator(scope)(s.value)
+
+    def _AssignStmt(self, s: ast.AssignStmt, scope: _Scope) -> None:
+        self._check_new_value(s.target, s, scope)
+        fresh = s.target not in scope.values and (scope.prefix + s.target) not in self.names.used
+        scope.values[s.target] = self.run_flow(s.flow, scope, s.target if fresh else None)
+
+    def _OutputStmt(self, s: ast.OutputStmt, scope: _Scope) -> None:
+        scope.output = self.run_flow(s.flow, scope, None)
+
+    def _ForStmt(self, s: ast.ForStmt, scope: _Scope) -> None:
+        ev = self.evaluator(scope)
+        bounds = [ev(s.start)] + ([ev(s.stop)] if s.stop is not None else [])
+        for b, e in zip(bounds, (s.start, s.stop)):
+            if isinstance(b, bool) or not isinstance(b, int):
+                raise self.error(f"range() needs integers, got {b!r}", e, stack=scope.stack)  # type: ignore[arg-type]
+        if s.var in scope.consts or s.var in scope.values:
+            raise self.error(f"loop variable '{s.var}' hides an existing name", s, stack=scope.stack)
+        for i in range(*bounds):
+            scope.consts[s.var] = i
+            self.run_body(s.body, scope)
+        scope.consts.pop(s.var, None)
+
+    def _IfStmt(self, s: ast.IfStmt, scope: _Scope) -> None:
+        cond = self.evaluator(scope)(s.condition)
+        if not isinstance(cond, bool):
+            raise self.error(f"an 'if' condition must be true or false, got {cond!r}", s.condition,
+                             stack=scope.stack)
+        self.run_body(s.then if cond else s.otherwise, scope)
+
+    # ---- flows ---------------------------------------------------------------------------------
+    def run_flow(self, flow: ast.Flow, scope: _Scope, target: str | None) -> str:
+        if isinstance(flow.sources, str):
+            current = [self._lookup(flow.sources, flow, scope)]
+        else:
+            current = [self.run_flow(f, scope, None) for f in flow.sources]
+        for layer in flow.layers:
+            repeat = 1
+            if layer.repeat is not None:
+                repeat = self.evaluator(scope)(layer.repeat)  # type: ignore[assignment]
+                if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+                    raise self.error(f"a repeat count must be a non-negative integer, got {repeat!r}", layer.repeat,
+                                     stack=scope.stack)
+            naming = None
+            if target is not None:
+                naming = target if len(flow.layers) == 1 and layer.repeat is None else target + "_"
+            for _ in range(repeat):
+                current = [self.apply(layer.target, current, scope, naming)]
+        if len(current) != 1:
+            raise self.error(f"{len(current)} values are grouped here but never merged", flow,
+                             "send a tuple into a merging op, e.g. `(a, b) -> add`", stack=scope.stack)
+        return current[0]
+
+    def _lookup(self, name: str, where: ast.Node, scope: _Scope) -> str:
+        if name in scope.values:
+            return scope.values[name]
+        if name in scope.later:
+            raise self.error(f"'{name}' is used before it is defined", where,
+                             "a value cannot depend on itself (that would be a cycle); define it first",
+                             stack=scope.stack)
+        if name in scope.consts:
+            raise self.error(f"'{name}' is a parameter, not a tensor value; a flow starts from a value", where,
+                             stack=scope.stack)
+        hint = difflib.get_close_matches(name, list(scope.values), n=1)
+        raise self.error(f"undefined value '{name}'", where, f"did you mean '{hint[0]}'?" if hint else None,
+                         stack=scope.stack)
+
+    def apply(self, target: ast.Call | ast.Choice, inputs: list[str], scope: _Scope, naming: str | None) -> str:
+        if isinstance(target, ast.Choice):
+            option = target.options[choose(self.chooser, target, scope.prefix, self.source)]
+            if isinstance(option, ast.Name):
+                option = ast.Call(option.id, (), False, span=option.span)
+            if not isinstance(option, ast.Call):
+                raise self.error("an option of a layer choice must be an op or block, e.g. [conv(16, 3) | identity]",
+                                 option, stack=scope.stack)
+            target = option
+        if target.func in self.blocks:
+            return self._instantiate(self.blocks[target.func], target, inputs, scope, naming)
+        spec = self.registry.get(target.func)
+        if spec is None or target.func == "input":
+            hint = self.registry.suggest(target.func, self.blocks)
+            raise self.error(f"unknown op or block '{target.func}'", target,
+                             f"did you mean '{hint}'?" if hint else None, stack=scope.stack)
+        ev = self.evaluator(scope)
+        try:
+            attrs = spec.bind([ev(a.value) for a in target.args if a.name is None],
+                              {a.name: ev(a.value) for a in target.args if a.name is not None})
+        except ArgError as err:
+            raise self.error(str(err), target, stack=scope.stack) from None
+        if spec.num_inputs is None and len(inputs) < 2:
+            raise self.error(f"'{spec.name}' merges two or more values, got {len(inputs)}", target,
+                             f"write e.g. `(a, b) -> {spec.name}`", stack=scope.stack)
+        if spec.num_inputs is not None and len(inputs) != spec.num_inputs:
+            raise self.error(f"'{spec.name}' takes {spec.num_inputs} input(s), got {len(inputs)}", target,
+                             "merge a tuple first, e.g. `(a, b) -> add -> relu`", stack=scope.stack)
+        name = self._node_name(scope.prefix, spec.name, naming)
+        self.nodes.append(Node(name, spec.name, tuple(inputs), frozen(attrs), target.span,
+                               frozen({"stack": scope.stack})))
+        return name
+
+    def _node_name(self, prefix: str, kind: str, naming: str | None) -> str:
+        if naming is not None and not naming.endswith("_"):
+            exact = self.names.exact(prefix + naming)
+            if exact is not None:
+                return exact
+        return self.names.numbered(prefix + (naming or "") + kind)
+
+    def _instantiate(self, block: ast.Definition, call: ast.Call, inputs: list[str], scope: _Scope,
+                     naming: str | None) -> str:
+        if any(name == block.name for name, _ in scope.stack):
+            path = " -> ".join([n for n, _ in scope.stack] + [block.name])
+            raise self.error(f"block '{block.name}' instantiates itself ({path})", call,
+                             "blocks cannot be recursive", stack=scope.stack)
+        params = self._bind(f"block '{block.name}'", block.params, call, scope, self.evaluator(scope))
+        label = self._node_name(scope.prefix, block.name, naming)
+        inner = _Scope(label + "_", params, later=_assigned_names(block.body),
+                       stack=scope.stack + ((block.name, call.span),), inputs=inputs)
+        self.run_body(block.body, inner)
+        if len(inputs) and not inner.values and not any(isinstance(s, ast.InputStmt) for s in block.body):
+            raise self.error(f"block '{block.name}' declares no input", block, "start its body with `input x`")
+        if inner.output is None:
+            raise self.error(f"block '{block.name}' has no 'output' statement", block,
+                             "end the body with e.g. `output y`")
+        return inner.output

@@ -1,0 +1,89 @@
+"""Static name resolution on the AST, before anything is expanded.
+
+Checks what does not depend on parameter values, so mistakes in branches that a given set of parameters never
+takes are still reported: one model per file, unique definitions and parameters, every layer names a known op
+or block, and blocks do not instantiate themselves (directly or through others).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from compiler.errors import ArchError
+from compiler.frontend import ast
+from compiler.ir.ops import REGISTRY, OpRegistry
+
+
+def _layers(body: Sequence[ast.Stmt]) -> Iterator[ast.Call]:
+    def from_flow(flow: ast.Flow) -> Iterator[ast.Call]:
+        if not isinstance(flow.sources, str):
+            for f in flow.sources:
+                yield from from_flow(f)
+        for layer in flow.layers:
+            options = layer.target.options if isinstance(layer.target, ast.Choice) else (layer.target,)
+            for o in options:
+                if isinstance(o, ast.Call):
+                    yield o
+                elif isinstance(o, ast.Name):
+                    yield ast.Call(o.id, (), False, span=o.span)
+    for s in body:
+        if isinstance(s, (ast.AssignStmt, ast.OutputStmt)):
+            yield from from_flow(s.flow)
+        elif isinstance(s, ast.ForStmt):
+            yield from _layers(s.body)
+        elif isinstance(s, ast.IfStmt):
+            yield from _layers(s.then)
+            yield from _layers(s.otherwise)
+
+
+def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry = REGISTRY) -> ast.Module:
+    """Return the module unchanged, or raise the first ArchError found."""
+    def fail(message: str, node: ast.Node, hint: str | None = None) -> ArchError:
+        return ArchError(message, node.span, source, hint, stage="resolve")
+
+    seen: dict[str, ast.Definition] = {}
+    for d in module.definitions:
+        if d.name in seen:
+            raise fail(f"'{d.name}' is defined twice (first at {seen[d.name].span})", d)
+        if d.name in registry and d.kind == "block":
+            raise fail(f"block '{d.name}' has the name of a built-in op; rename the block", d)
+        seen[d.name] = d
+        params: set[str] = set()
+        for p in d.params:
+            if p.name in params:
+                raise fail(f"parameter '{p.name}' is declared twice", p)
+            params.add(p.name)
+    models = [d for d in module.definitions if d.kind == "model"]
+    if not models:
+        raise ArchError("no model in this file", module.span if module.span.line else None, source,
+                        "add one, e.g. `model net() { input x: [3, 32, 32]  output x -> flatten -> linear(10) }`")
+    if len(models) > 1:
+        raise fail(f"a file holds one model; '{models[1].name}' is a second (first: '{models[0].name}')", models[1])
+
+    blocks = {d.name: d for d in module.definitions if d.kind == "block"}
+    uses: dict[str, list[ast.Call]] = {}
+    for d in module.definitions:
+        uses[d.name] = []
+        for call in _layers(d.body):
+            if call.func in blocks:
+                uses[d.name].append(call)
+            elif call.func not in registry or call.func == "input":
+                hint = registry.suggest(call.func, blocks)
+                raise fail(f"unknown op or block '{call.func}'", call, f"did you mean '{hint}'?" if hint else None)
+
+    # Recursion among blocks: depth-first search over the block-uses-block graph.
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for call in uses.get(name, []):
+            if state.get(call.func) == 1:
+                cycle = " -> ".join(path[path.index(call.func):] + [call.func]) if call.func in path else call.func
+                raise fail(f"blocks instantiate each other in a cycle ({cycle})", call, "blocks cannot be recursive")
+            if call.func not in state:
+                visit(call.func, path + [call.func])
+        state[name] = 2
+
+    for name in blocks:
+        if name not in state:
+            visit(name, [name])
+    return module

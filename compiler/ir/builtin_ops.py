@@ -1,0 +1,321 @@
+"""The built-in ops. Each is one ``register_op`` call: arguments, shape rule, cost and PyTorch lowering."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from compiler.ir.graph import Shape
+from compiler.ir.ops import Arg, Lowering, ShapeError, register_op, torch_call
+
+Attrs = dict[str, Any]
+
+
+def _module_call(module: str | None, inputs: Sequence[str]) -> str:
+    return f"{module}({inputs[0]})"
+
+
+def _spatial(op: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(f"'{op}' expects a [channels, height, width] input, got {_fmt(shape)}"
+                         + ("; it cannot follow 'flatten' or 'linear'" if len(shape) == 1 else ""))
+    return shape  # type: ignore[return-value]
+
+
+def _fmt(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _window(op: str, size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+            ceil_mode: bool = False) -> int:
+    span = dilation * (kernel - 1) + 1
+    num = size + 2 * padding - span
+    if num < 0:
+        raise ShapeError(f"'{op}' window of {span} (kernel {kernel}, dilation {dilation}) does not fit an input "
+                         f"of size {size} with padding {padding}")
+    out = (math.ceil(num / stride) if ceil_mode else num // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+# ---- convolutions ------------------------------------------------------------------------------
+def _conv_normalize(attrs: Attrs) -> Attrs:
+    if attrs.get("padding") is None:
+        attrs["padding"] = (attrs["kernel"] - 1) // 2 * attrs.get("dilation", 1)
+    return attrs
+
+
+def _conv_shape(op: str, attrs: Attrs, cin: int, cout: int, groups: int, shape: Shape) -> Shape:
+    c, h, w = _spatial(op, shape)
+    if c % groups or cout % groups:
+        raise ShapeError(f"'{op}' groups={groups} must divide both input channels ({c}) and output channels ({cout})")
+    k, s, p, d = attrs["kernel"], attrs["stride"], attrs["padding"], attrs["dilation"]
+    return (cout, _window(op, h, k, s, p, d), _window(op, w, k, s, p, d))
+
+
+_CONV_ARGS = (
+    Arg("kernel", int, 1, "kernel size (square)", minimum=1),
+    Arg("stride", int, 1, minimum=1),
+    Arg("padding", int, None, "default: (kernel - 1) // 2 * dilation", minimum=0),
+    Arg("dilation", int, 1, minimum=1),
+)
+
+register_op(
+    "conv",
+    args=(Arg("channels", int, doc="output channels", minimum=1), *_CONV_ARGS,
+          Arg("groups", int, 1, minimum=1), Arg("bias", bool, True)),
+    normalize=_conv_normalize,
+    infer_shape=lambda a, i: _conv_shape("conv", a, i[0][0], a["channels"], a["groups"], i[0]),
+    count=lambda a, i, o: (a["channels"] * i[0][0] // a["groups"] * a["kernel"] ** 2 + a["bias"] * a["channels"],
+                           o[0] * o[1] * o[2] * (i[0][0] // a["groups"]) * a["kernel"] ** 2),
+    lower=lambda a, i, o: Lowering(torch_call(
+        "nn.Conv2d", i[0][0], a["channels"], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+        dilation=a["dilation"], groups=a["groups"], bias=a["bias"]), _module_call),
+    doc="2-D convolution (torch.nn.Conv2d); input channels come from the input shape.",
+)
+
+register_op(
+    "dwconv",
+    args=(*_CONV_ARGS, Arg("multiplier", int, 1, "output channels per input channel", minimum=1),
+          Arg("bias", bool, True)),
+    normalize=_conv_normalize,
+    infer_shape=lambda a, i: _conv_shape("dwconv", a, i[0][0], i[0][0] * a["multiplier"], i[0][0], i[0]),
+    count=lambda a, i, o: (o[0] * a["kernel"] ** 2 + a["bias"] * o[0], o[0] * o[1] * o[2] * a["kernel"] ** 2),
+    lower=lambda a, i, o: Lowering(torch_call(
+        "nn.Conv2d", i[0][0], o[0], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+        dilation=a["dilation"], groups=i[0][0], bias=a["bias"]), _module_call),
+    doc="Depthwise 2-D convolution (groups = input channels).",
+)
+
+
+def _sepconv_count(a: Attrs, i: Sequence[Shape], o: Shape) -> tuple[int, int]:
+    cin, k = i[0][0], a["kernel"]
+    params = cin * k * k + cin * a["channels"] + a["bias"] * (cin + a["channels"])
+    mid_hw = o[1] * o[2]
+    return params, mid_hw * cin * k * k + mid_hw * cin * a["channels"]
+
+
+register_op(
+    "sepconv",
+    args=(Arg("channels", int, minimum=1), *_CONV_ARGS, Arg("bias", bool, True)),
+    normalize=_conv_normalize,
+    infer_shape=lambda a, i: _conv_shape("sepconv", a, i[0][0], a["channels"], 1, i[0]),
+    count=_sepconv_count,
+    lower=lambda a, i, o: Lowering(
+        "nn.Sequential(" + torch_call("nn.Conv2d", i[0][0], i[0][0], kernel_size=a["kernel"], stride=a["stride"],
+                                      padding=a["padding"], dilation=a["dilation"], groups=i[0][0], bias=a["bias"])
+        + ", " + torch_call("nn.Conv2d", i[0][0], a["channels"], kernel_size=1, bias=a["bias"]) + ")",
+        _module_call),
+    doc="Separable convolution: depthwise kxk then pointwise 1x1.",
+)
+
+
+# ---- normalisation, activations, regularisation ------------------------------------------------
+def _bn_lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
+    cls = {1: "nn.BatchNorm1d", 3: "nn.BatchNorm2d"}[len(i[0])]
+    return Lowering(torch_call(cls, i[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"]), _module_call)
+
+
+def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    if len(i[0]) not in (1, 3):
+        raise ShapeError(f"'bn' expects [channels, height, width] or [features], got {_fmt(i[0])}")
+    return i[0]
+
+
+register_op(
+    "bn", args=(Arg("eps", float, 1e-5, minimum=0.0), Arg("momentum", float, 0.1, minimum=0.0),
+                Arg("affine", bool, True)),
+    infer_shape=_bn_shape, lower=_bn_lower, count=lambda a, i, o: (2 * i[0][0] * a["affine"], 0),
+    doc="Batch normalisation over channels (BatchNorm2d) or features (BatchNorm1d).",
+)
+
+
+def _activation(name: str, module: str, doc: str, in_place: bool = True) -> None:
+    def lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
+        return Lowering(f"nn.{module}()", _module_call)
+    register_op(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True, doc=doc)
+
+
+for _name, _module, _doc in [
+    ("relu", "ReLU", "max(x, 0)"), ("relu6", "ReLU6", "min(max(x, 0), 6)"), ("silu", "SiLU", "x * sigmoid(x)"),
+    ("hardswish", "Hardswish", "x * relu6(x + 3) / 6"), ("hardsigmoid", "Hardsigmoid", "relu6(x + 3) / 6"),
+]:
+    _activation(_name, _module, _doc)
+for _name, _module, _doc in [("gelu", "GELU", "Gaussian error linear unit"), ("sigmoid", "Sigmoid", "1 / (1 + e^-x)"),
+                             ("tanh", "Tanh", "hyperbolic tangent")]:
+    _activation(_name, _module, _doc, in_place=False)
+
+register_op(
+    "dropout", args=(Arg("p", float, 0.5, minimum=0.0),),
+    infer_shape=lambda a, i: i[0], fresh_output=False,
+    lower=lambda a, i, o: Lowering(torch_call("nn.Dropout", p=a["p"]), _module_call),
+    doc="Dropout (identity at evaluation).",
+)
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+def _pool_normalize(attrs: Attrs) -> Attrs:
+    if attrs.get("stride") is None:
+        attrs["stride"] = attrs["kernel"]
+    return attrs
+
+
+def _pool_shape(op: str) -> Any:
+    def rule(a: Attrs, i: Sequence[Shape]) -> Shape:
+        c, h, w = _spatial(op, i[0])
+        if a["padding"] * 2 > a["kernel"]:
+            raise ShapeError(f"'{op}' padding ({a['padding']}) must be at most half the kernel ({a['kernel']})")
+        k, s, p, cm = a["kernel"], a["stride"], a["padding"], a["ceil_mode"]
+        return (c, _window(op, h, k, s, p, 1, cm), _window(op, w, k, s, p, 1, cm))
+    return rule
+
+
+_POOL_ARGS = (Arg("kernel", int, minimum=1), Arg("stride", int, None, "default: kernel", minimum=1),
+              Arg("padding", int, 0, minimum=0), Arg("ceil_mode", bool, False))
+
+register_op(
+    "maxpool", args=_POOL_ARGS, normalize=_pool_normalize, infer_shape=_pool_shape("maxpool"),
+    lower=lambda a, i, o: Lowering(torch_call("nn.MaxPool2d", a["kernel"], stride=a["stride"], padding=a["padding"],
+                                              ceil_mode=a["ceil_mode"]), _module_call),
+    doc="Max pooling.",
+)
+register_op(
+    "avgpool", args=(*_POOL_ARGS, Arg("count_include_pad", bool, True)), normalize=_pool_normalize,
+    infer_shape=_pool_shape("avgpool"),
+    lower=lambda a, i, o: Lowering(torch_call("nn.AvgPool2d", a["kernel"], stride=a["stride"], padding=a["padding"],
+                                              ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"]),
+                                   _module_call),
+    doc="Average pooling.",
+)
+
+
+def _adaptive_shape(op: str) -> Any:
+    def rule(a: Attrs, i: Sequence[Shape]) -> Shape:
+        c, _, _ = _spatial(op, i[0])
+        return (c, a["size"], a["size"])
+    return rule
+
+
+register_op(
+    "adaptive_avgpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_avgpool"),
+    lower=lambda a, i, o: Lowering(torch_call("nn.AdaptiveAvgPool2d", a["size"]), _module_call),
+    doc="Adaptive average pooling to size x size.",
+)
+register_op(
+    "adaptive_maxpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_maxpool"),
+    lower=lambda a, i, o: Lowering(torch_call("nn.AdaptiveMaxPool2d", a["size"]), _module_call),
+    doc="Adaptive max pooling to size x size.",
+)
+register_op(
+    "global_avgpool", infer_shape=lambda a, i: (_spatial("global_avgpool", i[0])[0], 1, 1),
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}.mean((2, 3), keepdim=True)"),
+    doc="Mean over height and width, keeping [C, 1, 1] (so squeeze-excite can multiply it back).",
+)
+
+
+# ---- linear and shape ops ----------------------------------------------------------------------
+def _linear_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    if len(i[0]) != 1:
+        raise ShapeError(f"'linear' expects a flat [features] input, got {_fmt(i[0])}; add 'flatten' before it")
+    return (a["features"],)
+
+
+register_op(
+    "linear", args=(Arg("features", int, doc="output features", minimum=1), Arg("bias", bool, True)),
+    infer_shape=_linear_shape,
+    count=lambda a, i, o: (i[0][0] * a["features"] + a["bias"] * a["features"], i[0][0] * a["features"]),
+    lower=lambda a, i, o: Lowering(torch_call("nn.Linear", i[0][0], a["features"], bias=a["bias"]), _module_call),
+    doc="Fully connected layer (torch.nn.Linear).",
+)
+register_op(
+    "flatten", infer_shape=lambda a, i: (math.prod(i[0]),), fresh_output=False,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.flatten({x[0]}, 1)"),
+    doc="Flatten everything but the batch dimension.",
+)
+register_op(
+    "identity", infer_shape=lambda a, i: i[0], fresh_output=False,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: x[0]),
+    doc="The input, unchanged (a 'skip' option in search spaces).",
+)
+
+
+def _zero_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    if a["stride"] == 1:
+        return i[0]
+    c, h, w = _spatial("zero", i[0])
+    return (c, -(-h // a["stride"]), -(-w // a["stride"]))
+
+
+def _zero_forward(a: Attrs) -> Any:
+    s = a["stride"]
+    if s == 1:
+        return lambda m, x: f"{x[0]}.mul(0.0)"
+    return lambda m, x: f"{x[0]}[:, :, ::{s}, ::{s}].mul(0.0)"
+
+
+register_op(
+    "zero", args=(Arg("stride", int, 1, minimum=1),), infer_shape=_zero_shape,
+    lower=lambda a, i, o: Lowering(None, _zero_forward(a)),
+    doc="Zeros shaped like the (strided) input: the 'none' op of cell search spaces.",
+)
+register_op(
+    "scale", args=(Arg("factor", float),), infer_shape=lambda a, i: i[0],
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]} * {a['factor']!r}"),
+    doc="Multiply by a constant.",
+)
+
+
+# ---- merging ops (two or more inputs) ----------------------------------------------------------
+def _add_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    for k, s in enumerate(i[1:], start=2):
+        if s != i[0]:
+            what = "channels" if len(s) == len(i[0]) and s[1:] == i[0][1:] else "shapes"
+            raise ShapeError(f"'add' inputs must have the same shape: input 1 is {_fmt(i[0])}, input {k} is "
+                             f"{_fmt(s)} ({what} differ)")
+    return i[0]
+
+
+def _concat_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    for k, s in enumerate(i[1:], start=2):
+        if len(s) != len(i[0]) or s[1:] != i[0][1:]:
+            raise ShapeError(f"'concat' inputs must agree in all but the channel dimension: input 1 is "
+                             f"{_fmt(i[0])}, input {k} is {_fmt(s)}")
+    return (sum(s[0] for s in i), *i[0][1:])
+
+
+def _broadcast_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    out = list(i[0])
+    for k, s in enumerate(i[1:], start=2):
+        if len(s) != len(out) or any(x != y and 1 not in (x, y) for x, y in zip(out, s)):
+            raise ShapeError(f"'mul' inputs must broadcast: {_fmt(tuple(out))} and input {k} {_fmt(s)}")
+        out = [max(x, y) for x, y in zip(out, s)]
+    return tuple(out)
+
+
+register_op(
+    "add", num_inputs=None, infer_shape=_add_shape,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x)),
+    doc="Element-wise sum of two or more inputs of the same shape.",
+)
+register_op(
+    "concat", num_inputs=None, infer_shape=_concat_shape,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.cat([{', '.join(x)}], dim=1)"),
+    doc="Concatenate along channels.",
+)
+register_op(
+    "mul", num_inputs=None, infer_shape=_broadcast_shape,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: " * ".join(x)),
+    doc="Element-wise product with broadcasting (e.g. squeeze-excite gates).",
+)
+
+
+# ---- graph inputs ------------------------------------------------------------------------------
+def _input_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    return tuple(a["shape"])
+
+
+register_op(
+    "input", num_inputs=0, infer_shape=_input_shape, fresh_output=False,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: ""),
+    doc="A graph input; attribute 'shape' is the per-sample shape (set by the model's input statement).",
+)

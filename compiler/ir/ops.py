@@ -1,0 +1,205 @@
+"""The op registry: the closed set of ops the IR may contain, each registered once with everything about it.
+
+An op registers its argument schema, its shape rule, its parameter and MAC count and its PyTorch lowering in one
+``OpSpec``. Adding an op is one ``register_op`` call, in this project or in a user's module named in the config
+(``ops=[my_package.my_ops]``); the parser and the passes never list op names.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from compiler.ir.graph import Shape
+
+REQUIRED = object()  # marks an argument without a default
+
+
+class ShapeError(ValueError):
+    """Raised by a shape rule; the shape pass turns it into an ArchError at the node's source location."""
+
+
+class ArgError(ValueError):
+    """Raised while binding arguments; the expander turns it into a located ArchError."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: type                          # int, float or bool
+    default: Any = REQUIRED
+    doc: str = ""
+    minimum: float | None = None        # inclusive lower bound for numbers
+
+    def check(self, op: str, value: Any) -> Any:
+        """Validate (and normalise) one argument value; only numbers and booleans ever reach the IR."""
+        if value is None and self.default is None:
+            return None
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise ArgError(f"argument '{self.name}' of '{op}' must be true or false, got {_show(value)}")
+            return value
+        if isinstance(value, bool):
+            raise ArgError(f"argument '{self.name}' of '{op}' must be a number, got {_show(value)}")
+        if self.type is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ArgError(f"argument '{self.name}' of '{op}' must be an integer, got {value!r}")
+                value = int(value)
+            if not isinstance(value, int):
+                raise ArgError(f"argument '{self.name}' of '{op}' must be an integer, got {_show(value)}")
+        elif self.type is float:
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ArgError(f"argument '{self.name}' of '{op}' must be a finite number, got {_show(value)}")
+            value = float(value)
+        if self.minimum is not None and value < self.minimum:
+            raise ArgError(f"argument '{self.name}' of '{op}' must be >= {self.minimum:g}, got {value!r}")
+        return value
+
+
+def _show(value: Any) -> str:
+    return "true" if value is True else "false" if value is False else repr(value)
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How a node becomes PyTorch: an optional submodule (constructor source) and the forward expression.
+
+    ``forward(module, inputs)`` receives ``self.<attr>`` (or None) and the input variable names and returns a
+    Python expression. Constructor text must be built with ``torch_call`` so that only literals reach it.
+    """
+
+    module: str | None
+    forward: Callable[[str | None, Sequence[str]], str]
+
+
+Attrs = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    args: tuple[Arg, ...]
+    infer_shape: Callable[[Attrs, Sequence[Shape]], Shape]
+    lower: Callable[[Attrs, Sequence[Shape], Shape], Lowering]
+    num_inputs: int | None = 1                     # None: two or more (add, concat, mul)
+    count: Callable[[Attrs, Sequence[Shape], Shape], tuple[int, int]] = lambda a, i, o: (0, 0)  # (params, MACs)
+    normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda attrs: attrs  # fills derived defaults
+    fresh_output: bool = True                      # output never aliases an input (an in-place op may follow)
+    in_place_able: bool = False                    # an activation that may run in place on a fresh input
+    activation: bool = False                       # element-wise activation (its output may be saved for grad)
+    doc: str = ""
+    module: str = field(default="", compare=False)  # the Python module that registered it
+
+    def bind(self, positional: Sequence[Any], keywords: Mapping[str, Any]) -> dict[str, Any]:
+        """Arguments as written -> a complete, validated, normalised attribute dict (raises ArgError)."""
+        if len(positional) > len(self.args):
+            raise ArgError(f"'{self.name}' takes at most {len(self.args)} positional argument(s) "
+                           f"({self.signature()}), got {len(positional)}")
+        values: dict[str, Any] = {}
+        for arg, value in zip(self.args, positional):
+            values[arg.name] = value
+        known = {a.name for a in self.args}
+        for key, value in keywords.items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                more = f"; did you mean '{hint[0]}'?" if hint else f"; it takes {self.signature()}"
+                raise ArgError(f"'{self.name}' has no argument '{key}'{more}")
+            if key in values:
+                raise ArgError(f"argument '{key}' of '{self.name}' is given twice")
+            values[key] = value
+        attrs: dict[str, Any] = {}
+        for arg in self.args:
+            if arg.name in values:
+                attrs[arg.name] = arg.check(self.name, values[arg.name])
+            elif arg.default is REQUIRED:
+                raise ArgError(f"'{self.name}' needs argument '{arg.name}' ({self.signature()})")
+            else:
+                attrs[arg.name] = arg.default
+        return self.normalize(attrs)
+
+    def signature(self) -> str:
+        parts = [a.name if a.default is REQUIRED else f"{a.name}={_show(a.default) if a.default is not None else 'auto'}"
+                 for a in self.args]
+        return f"{self.name}({', '.join(parts)})"
+
+
+class OpRegistry:
+    def __init__(self) -> None:
+        self._ops: dict[str, OpSpec] = {}
+
+    def register(self, spec: OpSpec, *, replace: bool = False) -> OpSpec:
+        if spec.name in self._ops and not replace and self._ops[spec.name] != spec:
+            raise ValueError(f"op '{spec.name}' is already registered (by {self._ops[spec.name].module or 'the project'})")
+        if not spec.name.isidentifier():
+            raise ValueError(f"op name {spec.name!r} is not an identifier")
+        self._ops[spec.name] = spec
+        return spec
+
+    def get(self, name: str) -> OpSpec | None:
+        return self._ops.get(name)
+
+    def __getitem__(self, name: str) -> OpSpec:
+        return self._ops[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ops
+
+    def names(self) -> list[str]:
+        return sorted(self._ops)
+
+    def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
+        hits = difflib.get_close_matches(name, [*self._ops, *extra], n=1)
+        return hits[0] if hits else None
+
+
+REGISTRY = OpRegistry()
+
+
+def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: Callable,
+                num_inputs: int | None = 1, count: Callable | None = None, normalize: Callable | None = None,
+                fresh_output: bool = True, in_place_able: bool = False, activation: bool = False, doc: str = "",
+                registry: OpRegistry = REGISTRY, replace: bool = False) -> OpSpec:
+    """Register an op. This is the public extension point: see examples/custom_ops.py."""
+    spec = OpSpec(name=name, args=tuple(args), infer_shape=infer_shape, lower=lower, num_inputs=num_inputs,
+                  count=count or (lambda a, i, o: (0, 0)), normalize=normalize or (lambda a: a),
+                  fresh_output=fresh_output, in_place_able=in_place_able, activation=activation, doc=doc,
+                  module=_caller_module())
+    return registry.register(spec, replace=replace)
+
+
+def _caller_module() -> str:
+    import inspect
+    frame = inspect.currentframe()
+    caller = frame.f_back.f_back if frame and frame.f_back else None
+    return caller.f_globals.get("__name__", "") if caller else ""
+
+
+def load_op_modules(modules: Iterable[str]) -> None:
+    """Import users' op modules (dotted module paths from the config); importing registers their ops."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            from compiler.errors import ArchError
+            raise ArchError(f"cannot import op module '{module}': {err}",
+                            hint="put the module on PYTHONPATH or install its package") from err
+
+
+def torch_call(fn: str, *args: Any, **kwargs: Any) -> str:
+    """Source text of ``fn(args, kw=...)`` where every argument is an int, float, bool or None literal.
+
+    This is the only way constructor text is made, so nothing but numbers can reach generated code.
+    """
+    def literal(v: Any) -> str:
+        if v is None or isinstance(v, (bool, int)):
+            return repr(v)
+        if isinstance(v, float) and math.isfinite(v):
+            return repr(v)
+        if isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return repr(v)
+        raise TypeError(f"refusing to emit non-literal {v!r} into generated code")
+    parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
+    return f"{fn}({', '.join(parts)})"

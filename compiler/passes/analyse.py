@@ -1,0 +1,32 @@
+"""Cost analysis: parameters and multiply-accumulates per node (meta) and in total (graph meta).
+
+MACs count the multiply-accumulates of convolutions and linear layers for one sample, the figure papers call
+"FLOPs"; element-wise ops and pooling count zero.
+"""
+from __future__ import annotations
+
+import math
+
+from compiler.ir.graph import Graph
+from compiler.ir.ops import REGISTRY, OpRegistry
+
+
+class AnalyseCosts:
+    name = "analyse"
+
+    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
+        self.registry = registry
+
+    def apply(self, graph: Graph) -> Graph:
+        nodes = []
+        total_params = total_macs = activations = 0
+        for node in graph.nodes:
+            spec = self.registry[node.op]
+            params, macs = spec.count(node.attrs, node.meta["input_shapes"], node.shape)
+            total_params += params
+            total_macs += macs
+            if spec.fresh_output:
+                activations += math.prod(node.shape)
+            nodes.append(node.with_meta(params=int(params), macs=int(macs)))
+        return graph.replace_nodes(nodes).with_meta(params=total_params, macs=total_macs,
+                                                    activation_elements=activations)

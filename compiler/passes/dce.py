@@ -1,0 +1,22 @@
+"""Dead-code elimination: drop layers whose value never reaches the output, and say so."""
+from __future__ import annotations
+
+from compiler.ir.graph import Graph
+
+
+class EliminateDeadCode:
+    name = "dce"
+
+    def apply(self, graph: Graph) -> Graph:
+        live = {graph.output}
+        for node in reversed(graph.nodes):
+            if node.name in live:
+                live.update(node.inputs)
+        dead = [n for n in graph.nodes if n.name not in live and n.op != "input"]
+        if not dead:
+            return graph
+        warnings = list(graph.meta.get("warnings", ()))
+        for n in dead:
+            warnings.append(f"{n.span}: warning: the value of '{n.name}' ({n.op}) is never used; it was removed")
+        kept = [n for n in graph.nodes if n.name in live or n.op == "input"]
+        return graph.replace_nodes(kept).with_meta(warnings=tuple(warnings))

@@ -1,0 +1,39 @@
+"""Structural invariants of the IR (run between passes in debug mode, and by the 'verify' pass)."""
+from __future__ import annotations
+
+import keyword
+
+from compiler.errors import ArchError
+from compiler.ir.graph import Graph
+from compiler.ir.ops import REGISTRY, OpRegistry
+
+
+def verify(graph: Graph, registry: OpRegistry = REGISTRY) -> None:
+    seen: set[str] = set()
+    for node in graph.nodes:
+        if not node.name.isidentifier() or keyword.iskeyword(node.name):
+            raise ArchError(f"node name {node.name!r} is not a valid identifier", node.span)
+        if node.name in seen:
+            raise ArchError(f"duplicate node name '{node.name}'", node.span)
+        if node.op not in registry:
+            raise ArchError(f"node '{node.name}' has unregistered op '{node.op}'", node.span)
+        for i in node.inputs:
+            if i not in seen:
+                raise ArchError(f"node '{node.name}' uses '{i}' before it is computed (not topological, or a cycle)",
+                                node.span)
+        seen.add(node.name)
+    if graph.output not in seen:
+        raise ArchError(f"graph output '{graph.output}' is not a node", graph.span)
+    if not graph.inputs:
+        raise ArchError("graph has no input", graph.span)
+
+
+class Verify:
+    name = "verify"
+
+    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
+        self.registry = registry
+
+    def apply(self, graph: Graph) -> Graph:
+        verify(graph, self.registry)
+        return graph
