@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jinja2
 
@@ -32,6 +32,14 @@ class _Line:
     comment: str
 
 
+def _registers() -> Iterator[str]:
+    yield "x"
+    n = 0
+    while True:
+        n += 1
+        yield f"x{n}"
+
+
 def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
     """Activations that may overwrite their input: it is a fresh tensor that nothing else reads."""
     users = graph.users()
@@ -56,13 +64,15 @@ def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
     attr = {n.name: python_name(n.name, used) for n in graph.nodes}
     in_place = in_place_nodes(graph, registry)
 
-    # Variables: a value reuses the variable of its first input when that input dies here, as hand-written
-    # forward() code does, so intermediates are freed as early as in the reference implementations.
+    # Local variables are registers: a value takes over the variable of its first input when that input dies
+    # here (as hand-written forward() code does, so intermediates are freed as early), else the first free one
+    # of x, x1, x2, ...; the comment on each line names the layer and its shape.
     last_use: dict[str, int] = {}
     for index, node in enumerate(graph.nodes):
         for i in node.inputs:
             last_use[i] = index
     var: dict[str, str] = {}
+    live: dict[str, str] = {}  # variable -> node whose value it holds
     modules: list[dict[str, Any]] = []
     forward: list[_Line] = []
     input_vars = []
@@ -70,27 +80,28 @@ def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
         spec = registry[node.op]
         if node.op == "input":
             var[node.name] = attr[node.name]
+            live[attr[node.name]] = node.name
             input_vars.append(attr[node.name])
             continue
         lowering = spec.lower(node.attrs, node.meta["input_shapes"], node.shape)
         module_ref = None
         if lowering.module is not None:
+            constructor = lowering.module
             if node.name in in_place:
-                lowering_module = lowering.module[:-1] + ("inplace=True)" if lowering.module.endswith("()") else
-                                                          ", inplace=True)")
-            else:
-                lowering_module = lowering.module
-            modules.append({"attr": attr[node.name], "constructor": lowering_module,
+                constructor = constructor[:-1] + ("inplace=True)" if constructor.endswith("()") else ", inplace=True)")
+            modules.append({"attr": attr[node.name], "constructor": constructor,
                             "comment": f"{node.op} -> {_shape(node.shape)}"})
             module_ref = f"self.{attr[node.name]}"
-        args = [var[i] for i in node.inputs]
-        expr = lowering.forward(module_ref, args)
+        expr = lowering.forward(module_ref, [var[i] for i in node.inputs])
+        for i in set(node.inputs):
+            if last_use[i] == index and live.get(var[i]) == i and i != graph.output:
+                del live[var[i]]
         first = node.inputs[0] if node.inputs else None
-        if first is not None and graph.node(first).op != "input" and last_use.get(first) == index \
-                and node.inputs.count(first) == 1:
+        if first is not None and var[first] not in live and first != graph.output:
             target = var[first]
         else:
-            target = attr[node.name]
+            target = next(v for v in _registers() if v not in live)
+        live[target] = node.name
         var[node.name] = target
         forward.append(_Line(f"{target} = {expr}", f"{node.name}: {_shape(node.shape)}"))
 

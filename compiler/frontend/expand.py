@@ -3,7 +3,7 @@
 The dataflow is in SSA form: reassigning a name (``x = x -> relu``) makes a new value, and every layer becomes
 one uniquely named Node. Names are chosen for people reading the generated code: a one-layer flow assigned to a
 fresh name takes that name (``stem = x -> conv(...)`` -> ``stem``); a longer one prefixes its layers with it
-(``stem_conv``, ``stem_bn``); other layers are numbered per kind (``conv1``, ``conv2``), and layers inside a
+(``stem_conv1``, ``stem_bn1``); other layers are numbered per kind (``conv1``, ``conv2``), and layers inside a
 block instance are prefixed with the instance (``basic3_conv1``).
 """
 from __future__ import annotations
@@ -310,7 +310,9 @@ class Expander:
             raise self.error(f"block '{block.name}' instantiates itself ({path})", call,
                              "blocks cannot be recursive", stack=scope.stack)
         params = self._bind(f"block '{block.name}'", block.params, call, scope, self.evaluator(scope))
-        label = self._node_name(scope.prefix, block.name, naming)
+        # A block instance takes the value's name only when it is the whole flow; in a longer chain it is
+        # numbered (stage1, stage2), which keeps the names of the layers inside it short.
+        label = self._node_name(scope.prefix, block.name, naming if naming and not naming.endswith("_") else None)
         inner = _Scope(label + "_", params, later=_assigned_names(block.body),
                        stack=scope.stack + ((block.name, call.span),), inputs=inputs)
         self.run_body(block.body, inner)
