@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from compiler.errors import Span
+from compiler.errors import UNKNOWN_SPAN, Span
 
 
 @dataclass(frozen=True)
 class Node:
-    span: Span = field(compare=False, repr=False, kw_only=True)
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False, kw_only=True)
 
 
 # ---- expressions -------------------------------------------------------------------------------
@@ -69,13 +69,14 @@ class Layer(Node):
 
     target: Call | Choice
     repeat: Expr | None = None
+    label: str | None = None       # `block(...) as name`: own decisions for the choices inside
 
 
 @dataclass(frozen=True)
 class Flow(Node):
-    """``source -> layer -> layer``; a source is a value name or a tuple of flows."""
+    """``source -> layer -> layer``; a source is a value name, a tuple of flows, or a choice among value names."""
 
-    sources: tuple["Flow", ...] | str
+    sources: tuple["Flow", ...] | str | Choice
     layers: tuple[Layer, ...] = ()
 
 

@@ -50,6 +50,7 @@ class _Scope:
     values: dict[str, str] = field(default_factory=dict)   # value name -> node name (SSA)
     later: set[str] = field(default_factory=set)           # names assigned somewhere in this body
     stack: tuple[tuple[str, Span], ...] = ()  # block instantiations leading here (for messages)
+    namespace: str = ""                       # decision namespace: "" or "label." from `block(...) as label`
     output: str | None = None
     inputs: Sequence[str] = ()                # for blocks: the incoming node names
     is_model: bool = False
@@ -88,11 +89,11 @@ class Expander:
         return ArchError(message, span, self.source, hint)
 
     def evaluator(self, scope: _Scope) -> Evaluator:
-        return Evaluator(scope.consts, values=scope.values, chooser=self.chooser, context=scope.prefix,
+        return Evaluator(scope.consts, values=scope.values, chooser=self.chooser, context=scope.namespace,
                          source=self.source)
 
     def _bind(self, what: str, params: Sequence[ast.Param], call: ast.Call, scope: _Scope,
-              outer: Evaluator) -> dict[str, Value]:
+              outer: Evaluator, namespace: str = "") -> dict[str, Value]:
         """Bind a block's or model's arguments (defaults may use earlier parameters)."""
         names = [p.name for p in params]
         given: dict[str, Value] = {}
@@ -113,16 +114,16 @@ class Expander:
             if a.name in given:
                 raise self.error(f"parameter '{a.name}' of {what} is given twice", a, stack=scope.stack)
             given[a.name] = outer(a.value)
-        return self._fill_defaults(what, params, given, call.span, scope.stack)
+        return self._fill_defaults(what, params, given, call.span, scope.stack, namespace)
 
     def _fill_defaults(self, what: str, params: Sequence[ast.Param], given: Mapping[str, Value], at: Span,
-                       stack: Sequence[tuple[str, Span]] = ()) -> dict[str, Value]:
+                       stack: Sequence[tuple[str, Span]] = (), namespace: str = "") -> dict[str, Value]:
         bound: dict[str, Value] = {}
         for p in params:
             if p.name in given:
                 bound[p.name] = given[p.name]
             elif p.default is not None:
-                bound[p.name] = Evaluator(bound, chooser=self.chooser, source=self.source)(p.default)
+                bound[p.name] = Evaluator(bound, chooser=self.chooser, context=namespace, source=self.source)(p.default)
             else:
                 raise self.error(f"{what} needs a value for parameter '{p.name}'", at, stack=stack)
         return bound
@@ -230,6 +231,11 @@ class Expander:
     def run_flow(self, flow: ast.Flow, scope: _Scope, target: str | None) -> str:
         if isinstance(flow.sources, str):
             current = [self._lookup(flow.sources, flow, scope)]
+        elif isinstance(flow.sources, ast.Choice):
+            option = flow.sources.options[choose(self.chooser, flow.sources, scope.namespace, self.source)]
+            if not isinstance(option, ast.Name):
+                raise self.error("an input choice offers values by name, e.g. [n0 | n1]", option, stack=scope.stack)
+            current = [self._lookup(option.id, option, scope)]
         else:
             current = [self.run_flow(f, scope, None) for f in flow.sources]
         for layer in flow.layers:
@@ -243,7 +249,7 @@ class Expander:
             if target is not None:
                 naming = target if len(flow.layers) == 1 and layer.repeat is None else target + "_"
             for _ in range(repeat):
-                current = [self.apply(layer.target, current, scope, naming)]
+                current = [self.apply(layer.target, current, scope, naming, layer.label)]
         if len(current) != 1:
             raise self.error(f"{len(current)} values are grouped here but never merged", flow,
                              "send a tuple into a merging op, e.g. `(a, b) -> add`", stack=scope.stack)
@@ -263,9 +269,10 @@ class Expander:
         raise self.error(f"undefined value '{name}'", where, f"did you mean '{hint[0]}'?" if hint else None,
                          stack=scope.stack)
 
-    def apply(self, target: ast.Call | ast.Choice, inputs: list[str], scope: _Scope, naming: str | None) -> str:
+    def apply(self, target: ast.Call | ast.Choice, inputs: list[str], scope: _Scope, naming: str | None,
+              label: str | None = None) -> str:
         if isinstance(target, ast.Choice):
-            option = target.options[choose(self.chooser, target, scope.prefix, self.source)]
+            option = target.options[choose(self.chooser, target, scope.namespace, self.source)]
             if isinstance(option, ast.Name):
                 option = ast.Call(option.id, (), False, span=option.span)
             if not isinstance(option, ast.Call):
@@ -273,7 +280,11 @@ class Expander:
                                  option, stack=scope.stack)
             target = option
         if target.func in self.blocks:
-            return self._instantiate(self.blocks[target.func], target, inputs, scope, naming)
+            namespace = scope.namespace + (label + "." if label else "")
+            return self._instantiate(self.blocks[target.func], target, inputs, scope, naming, namespace)
+        if label is not None:
+            raise self.error(f"'as {label}' names the choices inside a block instance, but '{target.func}' is an op",
+                             target, stack=scope.stack)
         spec = self.registry.get(target.func)
         if spec is None or target.func == "input":
             hint = self.registry.suggest(target.func, self.blocks)
@@ -304,17 +315,17 @@ class Expander:
         return self.names.numbered(prefix + (naming or "") + kind)
 
     def _instantiate(self, block: ast.Definition, call: ast.Call, inputs: list[str], scope: _Scope,
-                     naming: str | None) -> str:
+                     naming: str | None, namespace: str) -> str:
         if any(name == block.name for name, _ in scope.stack):
             path = " -> ".join([n for n, _ in scope.stack] + [block.name])
             raise self.error(f"block '{block.name}' instantiates itself ({path})", call,
                              "blocks cannot be recursive", stack=scope.stack)
-        params = self._bind(f"block '{block.name}'", block.params, call, scope, self.evaluator(scope))
+        params = self._bind(f"block '{block.name}'", block.params, call, scope, self.evaluator(scope), namespace)
         # A block instance takes the value's name only when it is the whole flow; in a longer chain it is
         # numbered (stage1, stage2), which keeps the names of the layers inside it short.
         label = self._node_name(scope.prefix, block.name, naming if naming and not naming.endswith("_") else None)
         inner = _Scope(label + "_", params, later=_assigned_names(block.body),
-                       stack=scope.stack + ((block.name, call.span),), inputs=inputs)
+                       stack=scope.stack + ((block.name, call.span),), inputs=inputs, namespace=namespace)
         self.run_body(block.body, inner)
         if len(inputs) and not inner.values and not any(isinstance(s, ast.InputStmt) for s in block.body):
             raise self.error(f"block '{block.name}' declares no input", block, "start its body with `input x`")

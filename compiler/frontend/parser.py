@@ -128,11 +128,12 @@ class _ToAst(Transformer):
         return tuple(flows)
 
     def layer(self, meta, children):
-        target, repeat = children
-        return ast.Layer(target, repeat, span=target.span)
+        target, repeat, label = children
+        return ast.Layer(target, repeat, str(label) if label is not None else None, span=target.span)
 
     def choice_layer(self, meta, children):
-        return self.layer(meta, children)
+        target, repeat = children
+        return ast.Layer(target, repeat, span=target.span)
 
     def bare_call(self, meta, children):
         return ast.Call(str(children[0]), (), False, span=_span(children[0], self.f))

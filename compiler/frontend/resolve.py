@@ -15,7 +15,7 @@ from compiler.ir.ops import REGISTRY, OpRegistry
 
 def _layers(body: Sequence[ast.Stmt]) -> Iterator[ast.Call]:
     def from_flow(flow: ast.Flow) -> Iterator[ast.Call]:
-        if not isinstance(flow.sources, str):
+        if isinstance(flow.sources, tuple):
             for f in flow.sources:
                 yield from from_flow(f)
         for layer in flow.layers:

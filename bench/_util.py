@@ -1,0 +1,87 @@
+"""Timing helpers shared by the benchmarks: repeated measurement, interleaving, and a spread summary."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Median and spread of a list of timings in seconds."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        """(25th, 75th) percentile; needs at least two samples."""
+        q = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return q[0], q[2]
+
+    def fmt_ms(self) -> str:
+        lo, hi = self.iqr
+        return (f"{self.median * 1e3:8.2f} ms  (IQR {lo * 1e3:.2f}-{hi * 1e3:.2f}, "
+                f"min-max {self.min * 1e3:.2f}-{self.max * 1e3:.2f})")
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Stats:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed."""
+    for _ in range(warmup):
+        fn()
+    return Stats(tuple(time_once(fn) for _ in range(repeats)))
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Stats]:
+    """Time several callables in alternation (a, b, a, b, ...) so that load from other processes on the machine
+    hits all of them alike; the order within each round alternates too, so neither always runs first."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            samples[name].append(time_once(fns[name]))
+    return {name: Stats(tuple(s)) for name, s in samples.items()}
+
+
+def machine() -> str:
+    import torch
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def ratio_line(ours: Stats, theirs: Stats) -> str:
+    return f"ratio ours/theirs (medians): {ours.median / theirs.median:.3f}"
+
+
+def check_goal(name: str, value: float, lo: float | None, hi: float | None) -> str:
+    ok = (lo is None or value >= lo) and (hi is None or value <= hi)
+    bounds = f"{'' if lo is None else f'{lo} <= '}ratio{'' if hi is None else f' <= {hi}'}"
+    return f"{name}: ratio {value:.3f} -> goal {bounds}: {'met' if ok else 'NOT met'}"
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return statistics.geometric_mean(values)

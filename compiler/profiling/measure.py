@@ -1,0 +1,314 @@
+"""Latency and memory measurement of a built ``nn.Module``: the one timing loop of the project.
+
+The in-process profiler imports this module; the generated standalone ``profile.py`` embeds the text between the
+``harness:begin`` and ``harness:end`` markers verbatim (see ``compiler/backends/harness.py``), so both measure in
+exactly the same way. That section must therefore import only the standard library and torch.
+"""
+from __future__ import annotations
+
+# --- harness:begin ---
+import argparse
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure and how long. Timing is adaptive: after warming up (at least ``warmup`` iterations and
+    ``warmup_s`` seconds), it runs enough iterations to fill ``min_time_s``, within [min_iters, max_iters]."""
+
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1,)
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    train: bool = False            # forward + backward + optimizer step instead of inference
+    threads: int | None = None     # CPU threads (torch.set_num_threads); None leaves torch's default
+    warmup: int = 5
+    warmup_s: float = 0.1
+    min_time_s: float = 0.5
+    min_iters: int = 10
+    max_iters: int = 10000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            problems.append(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
+        if self.min_iters < 1 or self.max_iters < self.min_iters:
+            problems.append(f"need 1 <= min_iters <= max_iters, got {self.min_iters} and {self.max_iters}")
+        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0:
+            problems.append("warmup, warmup_s and min_time_s must not be negative")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be positive, got {self.threads}")
+        if not self.device.split(":")[0] in ("cpu", "cuda"):
+            problems.append(f"device must be cpu or cuda (optionally cuda:N), got {self.device!r}")
+        if problems:
+            raise ValueError("invalid profiling settings: " + "; ".join(problems))
+
+    def key(self) -> dict[str, Any]:
+        """The settings that change a measurement's meaning (cache keys leave out how long it ran)."""
+        return {"device": self.device, "batch_sizes": list(self.batch_sizes), "dtype": self.dtype,
+                "channels_last": self.channels_last, "compile": self.compile, "train": self.train,
+                "threads": self.threads}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_iterations(step: Callable[[], Any], device: torch.device, settings: Settings) -> list[float]:
+    """Per-iteration latencies of ``step()`` in milliseconds: CUDA events on a GPU, ``perf_counter`` on the CPU.
+
+    The iteration count is chosen from the warm-up's synchronized per-iteration time, so a GPU queue never runs
+    far ahead of the clock; the device is synchronized once after the timed iterations.
+    """
+    start = time.perf_counter()
+    done = 0
+    while done < settings.warmup or time.perf_counter() - start < settings.warmup_s:
+        step()
+        synchronize(device)
+        done += 1
+    estimate_s = (time.perf_counter() - start) / max(done, 1)
+    wanted = math.ceil(settings.min_time_s / estimate_s) if estimate_s > 0 else settings.max_iters
+    iters = max(settings.min_iters, min(settings.max_iters, wanted))
+    if device.type == "cuda":
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        for begin, end in zip(starts, ends):
+            begin.record()
+            step()
+            end.record()
+        synchronize(device)
+        return [begin.elapsed_time(end) for begin, end in zip(starts, ends)]
+    times = []
+    clock = time.perf_counter
+    for _ in range(iters):
+        t0 = clock()
+        step()
+        times.append((clock() - t0) * 1e3)
+    return times
+
+
+# ---- memory -------------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak is the best the OS tells)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return _peak_rss_bytes()
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where the peak cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # not Linux: fall through to getrusage
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class MemoryMeter:
+    """Peak memory of what runs inside ``with meter:``: CUDA peak allocated bytes, or RSS growth on the CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda_max_memory_allocated" if device.type == "cuda" else "cpu_rss_growth"
+        self.peak_bytes = 0
+
+    def __enter__(self) -> "MemoryMeter":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._base = _rss_bytes()
+            if not _reset_peak_rss():
+                self.kind = "cpu_rss_growth_upper_bound"  # the process-wide peak cannot be reset here
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.peak_bytes = max(0, _peak_rss_bytes() - self._base)
+
+
+# ---- one model ----------------------------------------------------------------------------------
+def make_inputs(input_shapes: Sequence[Sequence[int]], batch_size: int, device: torch.device, settings: Settings,
+                requires_grad: bool = False) -> list[torch.Tensor]:
+    dtype = DTYPES[settings.dtype]
+    tensors = []
+    for shape in input_shapes:
+        x = torch.randn(batch_size, *shape, device=device, dtype=dtype)
+        if settings.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        tensors.append(x.requires_grad_(requires_grad))
+    return tensors
+
+
+def prepare_module(model: torch.nn.Module, settings: Settings) -> tuple[torch.nn.Module, Callable[..., Any]]:
+    """Move ``model`` (in place) to the device, dtype and layout; return it and the callable to time."""
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    model = model.to(device=torch.device(settings.device), dtype=DTYPES[settings.dtype])
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train(settings.train)
+    return model, (torch.compile(model) if settings.compile else model)
+
+
+def make_step(model: torch.nn.Module, runner: Callable[..., Any], inputs: Sequence[torch.Tensor],
+              settings: Settings) -> Callable[[], Any]:
+    if not settings.train:
+        return lambda: runner(*inputs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        runner(*inputs).float().mean().backward()
+        optimizer.step()
+    return train_step
+
+
+def measure_batch(model: torch.nn.Module, runner: Callable[..., Any], input_shapes: Sequence[Sequence[int]],
+                  batch_size: int, settings: Settings) -> dict[str, Any]:
+    """Latency statistics and peak memory at one batch size (an out-of-memory is reported, not raised)."""
+    device = torch.device(settings.device)
+    meter = MemoryMeter(device)
+    try:
+        with meter, torch.set_grad_enabled(settings.train):
+            inputs = make_inputs(input_shapes, batch_size, device, settings)
+            times = time_iterations(make_step(model, runner, inputs, settings), device, settings)
+    except torch.cuda.OutOfMemoryError as err:
+        torch.cuda.empty_cache()
+        return {"batch_size": batch_size, "error": f"out of memory: {str(err).splitlines()[0]}"}
+    median = percentile(times, 50)
+    return {
+        "batch_size": batch_size,
+        "median_ms": median,
+        "p90_ms": percentile(times, 90),
+        "mean_ms": sum(times) / len(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "iters": len(times),
+        "throughput": batch_size * 1e3 / median if median > 0 else math.inf,  # samples per second
+        "peak_mem_mb": meter.peak_bytes / 2**20,
+        "peak_mem_kind": meter.kind,
+    }
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": props.name, "capability": f"{props.major}.{props.minor}",
+                "memory_gb": round(props.total_memory / 2**30, 1)}
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass  # not Linux: keep platform's name
+    return {"type": "cpu", "name": name, "threads": torch.get_num_threads(), "cores": os.cpu_count()}
+
+
+def versions() -> dict[str, Any]:
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
+            "python": platform.python_version()}
+
+
+def profile_module(model: torch.nn.Module, input_shapes: Sequence[Sequence[int]], settings: Settings,
+                   name: str = "model") -> dict[str, Any]:
+    """Measure ``model`` (moved in place to the settings' device/dtype) at each batch size; a JSON-able report."""
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    model, runner = prepare_module(model, settings)
+    results = [measure_batch(model, runner, input_shapes, b, settings) for b in settings.batch_sizes]
+    return {"version": REPORT_VERSION, "model": name, "input_shapes": [list(s) for s in input_shapes],
+            "device": device_info(device), "versions": versions(), "settings": asdict(settings),
+            "results": results}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    dev, s = report["device"], report["settings"]
+    mode = "train step" if s["train"] else "inference"
+    head = (f"{report['model']} on {dev['name']} ({s['device']}), {s['dtype']}"
+            f"{', channels_last' if s['channels_last'] else ''}{', torch.compile' if s['compile'] else ''}, {mode}; "
+            f"torch {report['versions']['torch']}")
+    lines = [head, f"{'batch':>6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>11} {'peak MB':>9} {'iters':>6}"]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"{r['batch_size']:>6} {r['error']}")
+        else:
+            lines.append(f"{r['batch_size']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} {r['throughput']:>11.1f} "
+                         f"{r['peak_mem_mb']:>9.1f} {r['iters']:>6}")
+    return "\n".join(lines)
+
+
+def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str | None]:
+    """The command line of profile.py -> (Settings, JSON output path or None)."""
+    parser = argparse.ArgumentParser(description="Measure the latency and peak memory of the generated model.")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="comma-separated, e.g. 1,32,256 (default: 1,32,256 on cuda, 1,32 on cpu)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and input")
+    parser.add_argument("--compile", action="store_true", help="time torch.compile(model)")
+    parser.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--warmup", type=int, default=Settings.warmup, help="minimum warm-up iterations")
+    parser.add_argument("--min-time", type=float, default=Settings.min_time_s, help="seconds of timed iterations")
+    parser.add_argument("--min-iters", type=int, default=Settings.min_iters)
+    parser.add_argument("--max-iters", type=int, default=Settings.max_iters)
+    parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
+    args = parser.parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = args.batch_sizes or ("1,32,256" if device.startswith("cuda") else "1,32")
+    try:
+        batch_sizes = tuple(int(b) for b in sizes.split(",") if b.strip())
+        settings = Settings(device=device, batch_sizes=batch_sizes, dtype=args.dtype,
+                            channels_last=args.channels_last, compile=args.compile, train=args.train,
+                            threads=args.threads, warmup=args.warmup, min_time_s=args.min_time,
+                            min_iters=args.min_iters, max_iters=args.max_iters)
+    except ValueError as err:
+        parser.error(str(err))
+    return settings, args.json
+# --- harness:end ---

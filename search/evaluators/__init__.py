@@ -1,0 +1,1 @@
+"""Evaluators turn a genotype (or the architecture it denotes) into metrics: ``{"accuracy": ..., "status": "ok"}``."""

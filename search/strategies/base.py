@@ -1,0 +1,90 @@
+"""The one interface of every search strategy: ask / tell / state_dict / load_state_dict.
+
+* ``ask()`` proposes one genotype, ``ask(n)`` a list (for parallel evaluation);
+* ``tell(genotype, metrics)`` reports a result. ``metrics`` holds the objective values and a ``status`` ("ok" or
+  any failure status); failed and infeasible candidates rank below every feasible one (see ``Fitness``). A
+  strategy accepts results for genotypes it did not ask for (the budget wrapper injects fresh genotypes when a
+  strategy keeps proposing evaluated ones), and results for the same genotype more than once (cached results);
+* ``state_dict()`` is JSON-serialisable and includes the RNG state, so that after ``load_state_dict`` the future
+  asks are exactly those of an uninterrupted run.
+
+Subclasses implement ``_propose``, ``_observe`` and (for extra state) ``_state`` / ``_load_state``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Sequence, overload
+
+import numpy as np
+
+from search.objectives import Fitness, ObjectiveSet
+from search.space import DiscreteSpace, Genotype, check_genotype, signature
+
+
+class Strategy(ABC):
+    """Base class: holds the space, the objectives and a seeded numpy Generator (the only randomness)."""
+
+    def __init__(self, space: DiscreteSpace, seed: int = 0, objectives: Any = None) -> None:
+        self.space = space
+        self.objectives = ObjectiveSet.coerce(objectives)
+        self.rng = np.random.default_rng(seed)
+        self.best: tuple[Genotype, Fitness] | None = None  # best result told so far
+
+    @overload
+    def ask(self) -> Genotype: ...
+
+    @overload
+    def ask(self, n: int) -> list[Genotype]: ...
+
+    def ask(self, n: int | None = None) -> Genotype | list[Genotype]:
+        if n is None:
+            return self._propose()
+        return [self._propose() for _ in range(n)]
+
+    def tell(self, genotype: Sequence[int], metrics: Mapping[str, Any]) -> None:
+        genotype = check_genotype(self.space, genotype)
+        fitness = self.objectives.fitness(metrics)
+        if self.best is None or fitness > self.best[1]:
+            self.best = (genotype, fitness)
+        self._observe(genotype, fitness, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"strategy": type(self).__name__, "space": signature(self.space),
+                "rng": self.rng.bit_generator.state,
+                "best": None if self.best is None else [list(self.best[0]), list(self.best[1])],
+                **self._state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("strategy") != type(self).__name__:
+            raise ValueError(f"this checkpoint belongs to strategy {state.get('strategy')!r}, "
+                             f"not {type(self).__name__!r}: resume with the same search config")
+        if [list(x) for x in state["space"]] != signature(self.space):
+            raise ValueError("this checkpoint was written for another search space (its decisions differ): "
+                             "resume with the same space config")
+        self.rng.bit_generator.state = state["rng"]
+        best = state.get("best")
+        self.best = None if best is None else (tuple(best[0]), Fitness(*best[1]))
+        self._load_state(state)
+
+    @abstractmethod
+    def _propose(self) -> Genotype:
+        """The next genotype to evaluate."""
+
+    @abstractmethod
+    def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
+        """Learn from one result (``fitness`` is the primary objective's tiered fitness)."""
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def encode_pairs(pairs: Sequence[tuple[Genotype, Fitness]]) -> list[list]:
+    """(genotype, fitness) pairs as JSON lists."""
+    return [[list(g), list(f)] for g, f in pairs]
+
+
+def decode_pairs(data: Sequence[Sequence]) -> list[tuple[Genotype, Fitness]]:
+    return [(tuple(int(v) for v in g), Fitness(int(f[0]), float(f[1]))) for g, f in data]

@@ -1,0 +1,41 @@
+"""Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image Classifier Architecture
+Search": a population of the ``population_size`` most recent results; each child mutates one decision of the best
+of ``sample_size`` members drawn at random; the oldest member dies when a child joins.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Mapping
+
+from search.objectives import Fitness
+from search.space import Genotype, mutate, random_genotype
+from search.strategies.base import Strategy, decode_pairs, encode_pairs
+
+
+class RegularizedEvolution(Strategy):
+    def __init__(self, space: Any, seed: int = 0, objectives: Any = None, population_size: int = 10,
+                 sample_size: int = 3) -> None:
+        super().__init__(space, seed, objectives)
+        if not 1 <= sample_size <= population_size:
+            raise ValueError(f"need 1 <= sample_size ({sample_size}) <= population_size ({population_size})")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.population: deque[tuple[Genotype, Fitness]] = deque()
+
+    def _propose(self) -> Genotype:
+        if len(self.population) < self.population_size:
+            return random_genotype(self.space, self.rng)
+        picks = self.rng.integers(len(self.population), size=self.sample_size)
+        parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])
+        return mutate(self.space, parent[0], self.rng)
+
+    def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
+        self.population.append((genotype, fitness))
+        if len(self.population) > self.population_size:
+            self.population.popleft()  # aging: the oldest dies, however good
+
+    def _state(self) -> dict[str, Any]:
+        return {"population": encode_pairs(list(self.population))}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        self.population = deque(decode_pairs(state["population"]))

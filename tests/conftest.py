@@ -1,0 +1,30 @@
+"""Shared helpers for the tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m compiler ARGS` as a user would and capture its output."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture
+def small_cnn() -> str:
+    return """
+    model small(num_classes = 10) {
+        input x: [1, 8, 8]
+        x = x -> conv(8, 3) -> bn -> relu -> maxpool(2)
+        output x -> flatten -> linear(num_classes)
+    }
+    """
