@@ -1,0 +1,62 @@
+"""End to end: the real `python -m compiler` command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import EXAMPLES, ROOT, run_cli
+
+
+def test_compile_writes_model_arch_and_summary(tmp_path: Path) -> None:
+    out = tmp_path / "r18"
+    proc = run_cli(f"arch={EXAMPLES / 'resnet18.arch'}", f"out_dir={out}", "+params.num_classes=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "11,689,512" not in proc.stdout and "parameters" in proc.stdout and "stem_conv1" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["name"] == "resnet18" and summary["output_shape"] == [7]
+    assert summary["params"] == 11_689_512 - 1000 * 513 + 7 * 513
+    assert summary["input_shape"] == [3, 224, 224] and len(summary["layers"]) > 50
+    assert (out / "arch.arch").read_text().startswith("# canonical form")
+    # model.py is standalone: run it in a fresh interpreter from another directory.
+    run = subprocess.run([sys.executable, str(out / "model.py")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "torch.Size([2, 7])" in run.stdout
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.arch"
+    bad.write_text("model m() {\n  input x: [3, 8, 8]\n  output x -> linear(10)\n}\n")
+    proc = run_cli(f"arch={bad}", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{bad}:3:15: error: shape error: 'linear' expects a flat")
+    assert "  output x -> linear(10)" in proc.stderr and "^" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_file_and_syntax_error(tmp_path: Path) -> None:
+    proc = run_cli(f"arch={tmp_path / 'nope.arch'}", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "syntax.arch"
+    bad.write_text("model m() { input x: [1, 2, 2]\n output x -> relu relu }")
+    proc = run_cli(f"arch={bad}", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode == 2 and f"{bad}:2:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = run_cli(f"arch={tmp_path / 'nope.arch'}", "debug=true", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_user_registered_op_from_the_config(tmp_path: Path) -> None:
+    arch = tmp_path / "shuffle.arch"
+    arch.write_text("model s() { input x: [4, 4, 4]\n output x -> channel_shuffle(2) -> hardtanh(-0.5, 0.5) }")
+    proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}", "ops=[examples.custom_ops]")
+    assert proc.returncode == 0, proc.stderr
+    source = (tmp_path / "o" / "model.py").read_text()
+    assert "unflatten(1, (2, -1))" in source and "nn.Hardtanh(-0.5, 0.5)" in source
+    proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "unknown op or block 'channel_shuffle'" in proc.stderr
+    proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}", "ops=[no_such_module_xyz]")
+    assert proc.returncode == 2 and "cannot import op module 'no_such_module_xyz'" in proc.stderr
