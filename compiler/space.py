@@ -98,11 +98,6 @@ class _Sites:
             for f in flow.sources:
                 self.flow(f, where, ns)
         for layer in flow.layers:
-            if layer.repeat is not None:
-                if isinstance(layer.repeat, ast.Choice):
-                    self.add(ns, layer.repeat, "depth", where)
-                else:
-                    self.expr(layer.repeat, where, ns)
             if isinstance(layer.target, ast.Choice):
                 self.add(ns, layer.target, "layer", where)
                 calls = [o if isinstance(o, ast.Call) else ast.Call(o.id, (), span=o.span)
@@ -114,6 +109,10 @@ class _Sites:
                     self.expr(a.value, where, ns)
                 if call.func in self.blocks:
                     self.definition(self.blocks[call.func], ns + (layer.label + "." if layer.label else ""))
+            if isinstance(layer.repeat, ast.Choice):
+                self.add(ns, layer.repeat, "depth", where)
+            elif layer.repeat is not None:
+                self.expr(layer.repeat, where, ns)
 
     def expr(self, e: ast.Expr, where: str, ns: str) -> None:
         if isinstance(e, ast.Choice):

@@ -31,8 +31,8 @@ def test_decisions_are_ordered_named_and_typed() -> None:
     space = load_space(SPACE, "s.arch")
     assert [(d.name, d.kind, d.options) for d in space.decisions] == [
         ("s.w", "value", ("8", "16")),
-        ("s.x", "depth", ("1", "2", "3")),
         ("op", "layer", ("conv(c, 3)", "sepconv(c, 5)", "identity")),
+        ("s.x", "depth", ("1", "2", "3")),
         ("side.op", "layer", ("conv(c, 3)", "sepconv(c, 5)", "identity")),
         ("s.z", "input", ("x", "y")),
     ]
@@ -41,7 +41,7 @@ def test_decisions_are_ordered_named_and_typed() -> None:
 
 def test_concretize_takes_each_choice() -> None:
     space = load_space(SPACE, "s.arch")
-    g = space.concretize((1, 2, 0, 1, 1))
+    g = space.concretize((1, 0, 2, 1, 1))
     ops = [n.op for n in g.nodes]
     assert ops.count("conv") == 1 + 3  # stem conv, 3 repeated units with conv (shared decision 'op')
     assert ops.count("sepconv") == 1   # the labelled instance decides on its own
@@ -49,7 +49,7 @@ def test_concretize_takes_each_choice() -> None:
     add = next(n for n in g.nodes if n.op == "add")
     assert add.inputs[0] == add.inputs[1]  # input choice took y for both
     # The concrete graph is an ordinary model: printable, and the print parses back to it.
-    result = space.compile((1, 2, 0, 1, 1))
+    result = space.compile((1, 0, 2, 1, 1))
     assert parse_graph(result.arch) == result.graph
     assert compile_source(result.arch).summary["params"] == result.summary["params"]
 
@@ -65,7 +65,7 @@ def test_bad_genotypes_are_refused() -> None:
     with pytest.raises(ValueError, match="5 decisions"):
         space.concretize((0, 0))
     with pytest.raises(ValueError, match="has 3 options"):
-        space.concretize((0, 3, 0, 0, 0))
+        space.concretize((0, 0, 3, 0, 0))
 
 
 def test_same_label_ties_decisions_and_conflicts_are_errors() -> None:

@@ -128,7 +128,7 @@ class _ToAst(Transformer):
         return tuple(flows)
 
     def layer(self, meta, children):
-        target, repeat, label = children
+        target, label, repeat = children
         return ast.Layer(target, repeat, str(label) if label is not None else None, span=target.span)
 
     def choice_layer(self, meta, children):

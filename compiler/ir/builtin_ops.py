@@ -319,3 +319,19 @@ register_op(
     lower=lambda a, i, o: Lowering(None, lambda m, x: ""),
     doc="A graph input; attribute 'shape' is the per-sample shape (set by the model's input statement).",
 )
+
+
+# ---- cropping ----------------------------------------------------------------------------------
+def _crop_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    c, h, w = _spatial("crop", i[0])
+    if a["top"] >= h or a["left"] >= w:
+        raise ShapeError(f"'crop' removes {a['top']} rows and {a['left']} columns of a {h}x{w} input")
+    return (c, h - a["top"], w - a["left"])
+
+
+register_op(
+    "crop", args=(Arg("top", int, 1, minimum=0), Arg("left", int, 1, minimum=0)), infer_shape=_crop_shape,
+    fresh_output=False,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}[:, :, {a['top']}:, {a['left']}:]"),
+    doc="Drop the first rows and columns (the shifted path of DARTS' factorized reduce).",
+)
