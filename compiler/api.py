@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from compiler.backends.harness import generate_harness
 from compiler.backends.printer import print_arch
 from compiler.backends.pytorch import generate_source
 from compiler.backends.summary import layer_table, summarize
@@ -47,6 +48,7 @@ class CompileResult:
     arch: str                          # canonical .arch text (parse(arch) == graph)
     summary: dict[str, Any]            # what summary.json holds
     warnings: tuple[str, ...] = field(default=())
+    harness: str = ""                  # standalone profiling script (profile.py, next to model.py)
 
     def build(self) -> Any:
         """Execute the generated source and return ``build_model()``: exactly what model.py gives users."""
@@ -62,6 +64,8 @@ class CompileResult:
         (out / "model.py").write_text(self.source)
         (out / "arch.arch").write_text(self.arch)
         (out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        if self.harness:
+            (out / "profile.py").write_text(self.harness)
         return out
 
 
@@ -91,7 +95,7 @@ def compile_graph(graph: Graph, source: str | None = None, options: CompileOptio
     summary = summarize(graph)
     return CompileResult(graph, generate_source(graph, options.registry),
                          print_arch(graph, options.registry, header="canonical form, printed by AutoML-CodeGen"),
-                         summary, tuple(graph.meta.get("warnings", ())))
+                         summary, tuple(graph.meta.get("warnings", ())), generate_harness(graph))
 
 
 def compile_source(text: str, filename: str = "<string>", *, options: CompileOptions | None = None,

@@ -139,6 +139,7 @@ class Space:
     sites: Mapping[tuple[str, int], int]      # (namespace, id(choice AST node)) -> decision index
     params: Mapping[str, Any] = field(default_factory=dict)
     options: CompileOptions = field(default_factory=CompileOptions)
+    _compiled: dict[Genotype, CompileResult] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -166,10 +167,19 @@ class Space:
                         chooser=lambda choice, namespace: g[self.sites[(namespace, id(choice))]])
 
     def compile(self, genotype: Sequence[int]) -> CompileResult:
+        """Concrete IR through the passes and backends; the last few results are kept, since a search compiles
+        the same candidate for its costs, its evaluator and its report."""
+        g = self.check_genotype(genotype)
+        if g in self._compiled:
+            return self._compiled[g]
         try:
-            return compile_graph(self.concretize(genotype), self.source, self.options)
+            result = compile_graph(self.concretize(g), self.source, self.options)
         except ArchError as err:
             raise err.with_source(self.source) from None
+        self._compiled[g] = result
+        while len(self._compiled) > 8:
+            self._compiled.pop(next(iter(self._compiled)))
+        return result
 
     def describe(self, genotype: Sequence[int]) -> dict[str, str]:
         g = self.check_genotype(genotype)

@@ -42,5 +42,5 @@ def compile_task(cfg: DictConfig) -> int:
     for warning in result.warnings:
         print(warning)
     print(result.layer_table(cfg.task.get("max_rows")))
-    print(f"wrote {out / 'model.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
+    print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
     return 0

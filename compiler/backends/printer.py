@@ -16,16 +16,19 @@ def literal(value: Any) -> str:
 
 
 def _call(node: Node, registry: OpRegistry) -> str:
+    """Canonical call text: leading arguments that differ from their defaults are positional, the other
+    non-default ones are keywords, defaults are left out."""
     spec = registry[node.op]
     parts = []
     positional = True
     for arg in spec.args:
         value = node.attrs[arg.name]
-        if arg.default is REQUIRED and positional:
+        is_default = arg.default is not REQUIRED and value == arg.default and type(value) is type(arg.default)
+        if is_default:
+            positional = False
+        elif positional:
             parts.append(literal(value))
-            continue
-        positional = False
-        if value != arg.default or type(value) is not type(arg.default):
+        else:
             parts.append(f"{arg.name}={literal(value)}")
     return f"{node.op}({', '.join(parts)})" if parts else node.op
 

@@ -53,6 +53,11 @@ def _conv_shape(op: str, attrs: Attrs, cin: int, cout: int, groups: int, shape: 
     return (cout, _window(op, h, k, s, p, d), _window(op, w, k, s, p, d))
 
 
+def _out(attrs: Attrs, in_shapes: Sequence[Shape]) -> int:
+    """Output channels: the `channels` argument, or the input's channel count when it is left out."""
+    return attrs["channels"] if attrs["channels"] is not None else in_shapes[0][0]
+
+
 _CONV_ARGS = (
     Arg("kernel", int, 1, "kernel size (square)", minimum=1),
     Arg("stride", int, 1, minimum=1),
@@ -62,14 +67,14 @@ _CONV_ARGS = (
 
 register_op(
     "conv",
-    args=(Arg("channels", int, doc="output channels", minimum=1), *_CONV_ARGS,
-          Arg("groups", int, 1, minimum=1), Arg("bias", bool, True)),
+    args=(Arg("channels", int, None, "output channels (default: as many as the input has)", minimum=1),
+          *_CONV_ARGS, Arg("groups", int, 1, minimum=1), Arg("bias", bool, True)),
     normalize=_conv_normalize,
-    infer_shape=lambda a, i: _conv_shape("conv", a, i[0][0], a["channels"], a["groups"], i[0]),
-    count=lambda a, i, o: (a["channels"] * i[0][0] // a["groups"] * a["kernel"] ** 2 + a["bias"] * a["channels"],
+    infer_shape=lambda a, i: _conv_shape("conv", a, i[0][0], _out(a, i), a["groups"], i[0]),
+    count=lambda a, i, o: (_out(a, i) * i[0][0] // a["groups"] * a["kernel"] ** 2 + a["bias"] * _out(a, i),
                            o[0] * o[1] * o[2] * (i[0][0] // a["groups"]) * a["kernel"] ** 2),
     lower=lambda a, i, o: Lowering(torch_call(
-        "nn.Conv2d", i[0][0], a["channels"], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+        "nn.Conv2d", i[0][0], _out(a, i), kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
         dilation=a["dilation"], groups=a["groups"], bias=a["bias"]), _module_call),
     doc="2-D convolution (torch.nn.Conv2d); input channels come from the input shape.",
 )

@@ -35,6 +35,8 @@ class Settings:
     compile: bool = False
     train: bool = False            # forward + backward + optimizer step instead of inference
     threads: int | None = None     # CPU threads (torch.set_num_threads); None leaves torch's default
+    clock: str = "wall"            # "wall", or on the CPU with threads=1 "thread": the thread's CPU time, which
+                                   # leaves out time the OS gave other processes (for shared machines)
     warmup: int = 5
     warmup_s: float = 0.1
     min_time_s: float = 0.5
@@ -53,7 +55,11 @@ class Settings:
             problems.append("warmup, warmup_s and min_time_s must not be negative")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads must be positive, got {self.threads}")
-        if not self.device.split(":")[0] in ("cpu", "cuda"):
+        if self.clock not in ("wall", "thread"):
+            problems.append(f"clock must be wall or thread, got {self.clock!r}")
+        elif self.clock == "thread" and (self.device != "cpu" or self.threads != 1):
+            problems.append("clock='thread' measures CPU time of one thread: it needs device='cpu' and threads=1")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
             problems.append(f"device must be cpu or cuda (optionally cuda:N), got {self.device!r}")
         if problems:
             raise ValueError("invalid profiling settings: " + "; ".join(problems))
@@ -62,7 +68,7 @@ class Settings:
         """The settings that change a measurement's meaning (cache keys leave out how long it ran)."""
         return {"device": self.device, "batch_sizes": list(self.batch_sizes), "dtype": self.dtype,
                 "channels_last": self.channels_last, "compile": self.compile, "train": self.train,
-                "threads": self.threads}
+                "threads": self.threads, "clock": self.clock}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -106,7 +112,7 @@ def time_iterations(step: Callable[[], Any], device: torch.device, settings: Set
         synchronize(device)
         return [begin.elapsed_time(end) for begin, end in zip(starts, ends)]
     times = []
-    clock = time.perf_counter
+    clock = time.thread_time if settings.clock == "thread" else time.perf_counter
     for _ in range(iters):
         t0 = clock()
         step()
@@ -294,6 +300,8 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
     parser.add_argument("--compile", action="store_true", help="time torch.compile(model)")
     parser.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="CPU only, with --threads 1: 'thread' times the thread's CPU time (shared machines)")
     parser.add_argument("--warmup", type=int, default=Settings.warmup, help="minimum warm-up iterations")
     parser.add_argument("--min-time", type=float, default=Settings.min_time_s, help="seconds of timed iterations")
     parser.add_argument("--min-iters", type=int, default=Settings.min_iters)
@@ -306,7 +314,7 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
         batch_sizes = tuple(int(b) for b in sizes.split(",") if b.strip())
         settings = Settings(device=device, batch_sizes=batch_sizes, dtype=args.dtype,
                             channels_last=args.channels_last, compile=args.compile, train=args.train,
-                            threads=args.threads, warmup=args.warmup, min_time_s=args.min_time,
+                            threads=args.threads, clock=args.clock, warmup=args.warmup, min_time_s=args.min_time,
                             min_iters=args.min_iters, max_iters=args.max_iters)
     except ValueError as err:
         parser.error(str(err))

@@ -1,0 +1,172 @@
+"""Per-op latency lookup tables: (op type, attributes, input shapes) x batch size -> milliseconds on one device.
+
+Each distinct op is measured once, in isolation: the compiler lowers a one-node graph (the node with fresh graph
+inputs of its input shapes) to PyTorch exactly as it lowers whole models, and the harness's timing loop measures
+it. The cost of calling an empty model (``overhead``) is measured too, so that a model's prediction counts the
+call overhead once rather than once per op (see ``predictor.py``).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from compiler.api import CompileResult, compile_graph
+from compiler.ir.graph import Graph, Node, frozen
+from compiler.profiling.cache import device_fingerprint
+from compiler.profiling.measure import (DTYPES, Settings, make_inputs, percentile, prepare_module,
+                                        time_iterations)
+
+TABLE_VERSION = 1
+OVERHEAD = "overhead"  # the table row of an empty model (input -> identity)
+MAX_COPIES = 64        # most instances an op cycles through when measured with cold caches
+
+
+def op_key(node: Node) -> str:
+    """What an op's latency depends on, as a stable string: op type, attributes, per-sample input shapes."""
+    shapes = [list(s) for s in node.meta["input_shapes"]]
+    return json.dumps([node.op, sorted(node.attrs.items()), shapes], separators=(",", ":"))
+
+
+def single_op_graph(node: Node) -> Graph:
+    """A graph holding just ``node``, fed by graph inputs of its input shapes."""
+    inputs = [Node(f"x{i}", "input", (), frozen({"shape": tuple(s)})) for i, s in enumerate(node.meta["input_shapes"])]
+    op = Node("op", node.op, tuple(n.name for n in inputs), node.attrs, node.span)
+    return Graph(f"op_{node.op}", (*inputs, op), "op")
+
+
+def overhead_graph() -> Graph:
+    x = Node("x", "input", (), frozen({"shape": (1,)}))
+    return Graph("empty", (x, Node("op", "identity", ("x",), frozen())), "op")
+
+
+def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> float:
+    """Median inference latency (ms) of a compiled graph at one batch size, with the harness's timing loop.
+
+    ``copies`` > 1 cycles through that many instances (own weights, own inputs), so that each call finds its
+    data out of the nearest caches, as an op inside a whole model does, rather than hot from its last call.
+    """
+    device = torch.device(settings.device)
+    shapes = [n.shape for n in result.graph.inputs]
+    with torch.no_grad():
+        calls = []
+        for _ in range(copies):
+            _, runner = prepare_module(result.build(), settings)
+            calls.append((runner, make_inputs(shapes, batch_size, device, settings)))
+        turn = itertools.cycle(calls)
+
+        def step() -> Any:
+            runner, inputs = next(turn)
+            return runner(*inputs)
+        return percentile(time_iterations(step, device, settings), 50)
+
+
+def footprint_bytes(node: Node, batch_size: int, settings: Settings) -> int:
+    """Bytes an op touches per call: its weights, inputs and output."""
+    elements = node.meta.get("params", 0) + batch_size * (
+        sum(math.prod(s) for s in node.meta["input_shapes"]) + math.prod(node.shape))
+    return elements * DTYPES[settings.dtype].itemsize
+
+
+@dataclass
+class LatencyTable:
+    """Measured op latencies for one device and one set of settings (dtype, layout, threads)."""
+
+    device: str                                    # device fingerprint (model, versions, threads)
+    settings: dict[str, Any]                       # Settings.key() of the measurements, batch sizes left out
+    entries: dict[str, dict[str, float]] = field(default_factory=dict)  # op key -> {batch size: ms}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, rotate_mb: float = 0.0) -> "LatencyTable":
+        """An empty table. ``rotate_mb``: time each op cycling through copies that together touch at least this
+        many MB (more than the device's per-core cache), so ops are measured with cold caches as inside a model."""
+        if settings.train:
+            raise ValueError("latency tables cover inference only; set train=False")
+        key = {k: v for k, v in settings.key().items() if k != "batch_sizes"}
+        return cls(device_fingerprint(settings.device, settings.threads), {**key, "rotate_mb": rotate_mb})
+
+    @property
+    def rotate_bytes(self) -> float:
+        return float(self.settings.get("rotate_mb", 0.0)) * 2**20
+
+    def get(self, key: str, batch_size: int) -> float | None:
+        return self.entries.get(key, {}).get(str(batch_size))
+
+    def put(self, key: str, batch_size: int, ms: float) -> None:
+        self.entries.setdefault(key, {})[str(batch_size)] = ms
+
+    def overhead(self, batch_size: int) -> float | None:
+        return self.get(OVERHEAD, batch_size)
+
+    def check_compatible(self, settings: Settings) -> None:
+        other = LatencyTable.for_settings(settings, self.settings.get("rotate_mb", 0.0))
+        if (other.device, other.settings) != (self.device, self.settings):
+            raise ValueError(f"the latency table was measured on '{self.device}' with {self.settings}, not on "
+                             f"'{other.device}' with {other.settings}; build a table for these settings")
+
+    # ---- persistence ----------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"version": TABLE_VERSION, "device": self.device, "settings": self.settings, "entries": self.entries}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LatencyTable":
+        if data.get("version") != TABLE_VERSION:
+            raise ValueError(f"latency table version {data.get('version')!r} is not {TABLE_VERSION}; rebuild it")
+        return cls(data["device"], data["settings"], {k: dict(v) for k, v in data["entries"].items()})
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a crash never leaves half a table)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_json(), f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no latency table at '{path}': build one with "
+                                    f"`python -m compiler task=profile_ops device=cpu|cuda`") from None
+
+
+def distinct_ops(graphs: Iterable[Graph]) -> dict[str, Node]:
+    """One representative node per op key over all the graphs (graph inputs excluded)."""
+    found: dict[str, Node] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            if node.op != "input":
+                found.setdefault(op_key(node), node)
+    return found
+
+
+def fill_table(table: LatencyTable, graphs: Iterable[Graph], batch_sizes: Iterable[int], settings: Settings,
+               progress: Callable[[int, int], None] | None = None) -> int:
+    """Measure every op of ``graphs`` (and the empty-model overhead) the table lacks; returns how many."""
+    table.check_compatible(settings)
+    sizes = list(batch_sizes)
+    todo: list[tuple[str, Graph, int, int]] = [(OVERHEAD, overhead_graph(), b, 1) for b in sizes
+                                               if table.overhead(b) is None]
+    for key, node in distinct_ops(graphs).items():
+        for b in sizes:
+            if table.get(key, b) is None:
+                copies = min(MAX_COPIES, max(1, math.ceil(table.rotate_bytes / footprint_bytes(node, b, settings))))
+                todo.append((key, single_op_graph(node), b, copies))
+    compiled: dict[str, CompileResult] = {}
+    for done, (key, graph, batch, copies) in enumerate(todo, start=1):
+        if key not in compiled:
+            compiled[key] = compile_graph(graph)
+        table.put(key, batch, measure_compiled_ms(compiled[key], batch, settings, copies))
+        if progress is not None:
+            progress(done, len(todo))
+    return len(todo)

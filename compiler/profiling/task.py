@@ -1,0 +1,106 @@
+"""`python -m compiler task=profile_ops device=cpu|cuda`: build this machine's per-op latency table and report
+the predictor's error against end-to-end measurements of the same models."""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from compiler.api import CompileResult, compile_file, compile_source
+from compiler.errors import ArchError
+from compiler.ir.ops import load_op_modules
+from compiler.profiling.measure import Settings
+from compiler.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
+from compiler.profiling.predictor import error_stats, predict_ms
+from compiler.profiling.synthetic import mobilenet_like
+from compiler.tasks import output_dir
+
+log = logging.getLogger("compiler.profiling")
+
+
+def model_files(patterns: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for pattern in patterns:
+        found = sorted(Path(p) for p in glob.glob(pattern))
+        if not found:
+            raise ArchError(f"no .arch file matches '{pattern}'",
+                            hint="paths are relative to where you run the command, e.g. task.archs=[examples/*.arch]")
+        files.extend(found)
+    return files
+
+
+def collect_models(task: DictConfig) -> list[CompileResult]:
+    """The configured example files plus the configured number of random MobileNetV2-like networks."""
+    models = [compile_file(f) for f in model_files(list(task.archs))]
+    for k in range(int(task.synthetic)):
+        seed = int(task.seed) + k
+        text = mobilenet_like(seed, resolution=int(task.synthetic_resolution))
+        models.append(compile_source(text, f"<synthetic mobilenet_like({seed})>"))
+    return models
+
+
+def settings_for(cfg: DictConfig, min_time_s: float, batch_sizes: tuple[int, ...]) -> Settings:
+    task = cfg.task
+    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Settings(device=device, batch_sizes=batch_sizes, dtype=task.dtype, channels_last=bool(task.channels_last),
+                    threads=task.threads, min_time_s=min_time_s)
+
+
+def profile_ops_task(cfg: DictConfig) -> int:
+    load_op_modules(cfg.get("ops") or [])
+    task = cfg.task
+    sizes = tuple(int(b) for b in task.batch_sizes)
+    op_settings = settings_for(cfg, float(task.op_min_time_s), sizes)
+    out = output_dir(cfg)
+    table_path = Path(task.table) if task.get("table") else out / f"latency_table_{op_settings.device.split(':')[0]}.json"
+    table = LatencyTable.load(table_path) if table_path.exists() else LatencyTable.for_settings(op_settings)
+    try:
+        table.check_compatible(op_settings)
+    except ValueError as err:
+        raise ArchError(str(err), hint=f"pass another task.table, or delete {table_path}") from err
+    models = collect_models(task)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 25 == 0:
+            log.info("measured %d/%d op entries", done, total)
+
+    added = fill_table(table, [m.graph for m in models], sizes, op_settings, progress)
+    table.save(table_path)
+    print(f"latency table: {len(table.entries)} ops ({added} entries measured now) on {table.device} -> {table_path}")
+    if not task.report:
+        return 0
+    report = error_report(models, table, settings_for(cfg, float(task.model_min_time_s), sizes))
+    (out / "predictor_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_error_report(report))
+    print(f"wrote {out / 'predictor_report.json'}")
+    return 0
+
+
+def error_report(models: list[CompileResult], table: LatencyTable, settings: Settings) -> dict[str, Any]:
+    """Predicted against measured median latency for every model and batch size."""
+    report: dict[str, Any] = {"device": table.device, "settings": table.settings, "batch_sizes": {}}
+    for batch in settings.batch_sizes:
+        rows = []
+        for model in models:
+            measured = measure_compiled_ms(model, batch, settings)
+            rows.append({"model": model.graph.name, "measured_ms": measured,
+                         "predicted_ms": predict_ms(table, model.graph, batch)})
+            rows[-1]["error_pct"] = 100 * (rows[-1]["predicted_ms"] - measured) / measured
+        stats = error_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
+        report["batch_sizes"][str(batch)] = {"rows": rows, "stats": stats.__dict__, "summary": stats.line()}
+    return report
+
+
+def format_error_report(report: dict[str, Any]) -> str:
+    lines = [f"predictor error on {report['device']} ({report['settings']['dtype']})"]
+    for batch, part in report["batch_sizes"].items():
+        lines.append(f"batch {batch}: {'model':<18} {'measured ms':>12} {'predicted ms':>13} {'error':>8}")
+        lines += [f"{'':9}{r['model']:<18} {r['measured_ms']:>12.3f} {r['predicted_ms']:>13.3f} {r['error_pct']:>+7.1f}%"
+                  for r in part["rows"]]
+        lines.append(f"batch {batch}: {part['summary']}")
+    return "\n".join(lines)

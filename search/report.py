@@ -1,0 +1,141 @@
+"""What a finished search hands back: pareto.json, best/ (code, weights, summary), report.md with plots."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from search.journal import atomic_write_json
+from search.objectives import FEASIBLE, ObjectiveSet, pareto_indices
+
+log = logging.getLogger("search")
+
+
+def pareto_front(records: Sequence[Mapping[str, Any]], objectives: ObjectiveSet) -> list[Mapping[str, Any]]:
+    metrics = [r["metrics"] for r in records]
+    return [records[i] for i in pareto_indices(metrics, objectives)]
+
+
+def best_record(records: Sequence[Mapping[str, Any]], objectives: ObjectiveSet) -> Mapping[str, Any] | None:
+    scored = [(objectives.fitness(r["metrics"]), -r["index"], r) for r in records]
+    scored = [s for s in scored if s[0].tier == FEASIBLE]
+    return max(scored, key=lambda s: s[:2])[2] if scored else None
+
+
+def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path) -> dict[str, Any]:
+    """best/: canonical .arch, standalone model.py (+ profile.py when the backend writes it), summary.json and,
+    when the evaluator can train, weights.pt and final metrics from a final training run."""
+    result = space.compile(record["genotype"])
+    result.write(out)
+    final: dict[str, Any] = {}
+    if hasattr(evaluator, "final"):
+        final = dict(evaluator.final(record["genotype"], space, out))
+    summary = json.loads((out / "summary.json").read_text())
+    summary["search"] = {"genotype": record["genotype"], "decisions": record["decisions"],
+                         "search_metrics": record["metrics"], "final": final}
+    atomic_write_json(out / "summary.json", summary)
+    return final
+
+
+def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]], objectives: ObjectiveSet,
+           out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    primary = objectives.primary
+    ok = [r for r in records if objectives.fitness(r["metrics"]).tier == FEASIBLE]
+    if ok:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [r["index"] + 1 for r in ok]
+        ys = [r["metrics"][primary.name] for r in ok]
+        ax.scatter(xs, ys, s=12, alpha=0.5, label="evaluated")
+        best, curve = None, []
+        for r in records:
+            value = r["metrics"].get(primary.name) if r in ok else None
+            if value is not None and (best is None or primary.signed(value) > primary.signed(best)):
+                best = value
+            curve.append(best)
+        ax.step(range(1, len(records) + 1), curve, where="post", color="C3", label="best so far")
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel(primary.name)
+        ax.set_title("search progress")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "progress.png", dpi=120)
+        plt.close(fig)
+        made.append("progress.png")
+        # Pareto plot: the first two objectives, or the primary one against parameters.
+        names = [o.name for o in objectives.objectives]
+        x_name, y_name = (names[1], names[0]) if len(names) > 1 else ("params", primary.name)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        points = [(r["metrics"].get(x_name), r["metrics"].get(y_name)) for r in ok]
+        ax.scatter(*zip(*points), s=12, alpha=0.4, label="evaluated")
+        on_front = sorted((r["metrics"].get(x_name), r["metrics"].get(y_name)) for r in front
+                          if r["metrics"].get(x_name) is not None)
+        if on_front:
+            ax.plot(*zip(*on_front), "o-", color="C3", label="Pareto front")
+        if x_name in ("params", "macs"):
+            ax.set_xscale("log")
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(y_name)
+        ax.set_title("Pareto front" if len(names) > 1 else f"{y_name} against {x_name}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "pareto.png", dpi=120)
+        plt.close(fig)
+        made.append("pareto.png")
+    return made
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: Any, objectives: ObjectiveSet,
+                 out: Path, config_text: str = "", export: bool = True) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    front = pareto_front(records, objectives)
+    atomic_write_json(out / "pareto.json", [
+        {"index": r["index"], "genotype": r["genotype"], "decisions": r["decisions"], "metrics": r["metrics"],
+         "arch": r["arch"]} for r in front])
+    best = best_record(records, objectives)
+    final: dict[str, Any] = {}
+    if best is not None and export:
+        final = export_best(best, space, evaluator, out / "best")
+    plots = _plots(records, front, objectives, out)
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    names = [o.name for o in objectives.objectives]
+    lines = [f"# Search report: {space.name}", "",
+             f"{len(records)} architectures evaluated ({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))}); "
+             f"objectives: {', '.join(f'{o.direction} {o.name}' for o in objectives.objectives)}"
+             + (f"; constraints: {', '.join(map(str, objectives.constraints))}" if objectives.constraints else "")
+             + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s.", ""]
+    if best is not None:
+        lines += ["## Best architecture", "", f"Evaluation {best['index']}: "
+                  + ", ".join(f"{k} = {_fmt(v)}" for k, v in best["metrics"].items() if k in names + ["params", "macs"]),
+                  "", "Decisions: " + ", ".join(f"`{k}` = `{v}`" for k, v in best["decisions"].items()), ""]
+        if final:
+            lines += ["Final training: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in final.items()
+                                                      if isinstance(v, (int, float, str))), ""]
+        lines += ["Files: `best/arch.arch` (the architecture, recompilable), `best/model.py` (standalone PyTorch, "
+                  "`build_model()`), `best/summary.json`" + (", `best/weights.pt`" if final.get("weights") else "")
+                  + ".", ""]
+    for plot in plots:
+        lines += [f"![{plot}]({plot})", ""]
+    lines += ["## Pareto front", "", "| # | " + " | ".join(names + ["params"]) + " | decisions |",
+              "|---" * (len(names) + 3) + "|"]
+    for r in front:
+        m = r["metrics"]
+        lines.append(f"| {r['index']} | " + " | ".join(_fmt(m.get(n)) for n in names + ["params"]) + " | "
+                     + ", ".join(f"{k}={v}" for k, v in r["decisions"].items()) + " |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return {"best": best, "front": front, "final": final}

@@ -1,0 +1,72 @@
+"""`python -m compiler +search=NAME`: build the space, strategy and evaluator from the config and run the loop."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from compiler.api import CompileOptions
+from compiler.ir.ops import load_op_modules
+from compiler.space import Space, load_space_file
+from compiler.tasks import output_dir
+from search.loop import ResumeError, SearchLoop
+from search.objectives import ObjectiveSet
+from search.report import write_report
+
+log = logging.getLogger("search")
+
+
+def build_space(cfg: DictConfig, evaluator: Any) -> Space:
+    """The space, re-specialised to the evaluator's data (input shape, class count) when it trains."""
+    given = cfg.space.get("params")
+    params: dict[str, Any] = dict(OmegaConf.to_container(given, resolve=True)) if given else {}  # type: ignore[arg-type]
+    input_shape = None
+    data_spec = getattr(evaluator, "data_spec", None)
+    if data_spec is not None:
+        input_shape, num_classes = data_spec()
+        params.setdefault("num_classes", num_classes)
+    space = load_space_file(cfg.space.arch, options=CompileOptions(input_shape=input_shape), **params)
+    return space
+
+
+def search_task(cfg: DictConfig) -> int:
+    load_op_modules(cfg.get("ops") or [])
+    out = output_dir(cfg)
+    objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
+    evaluator = instantiate(cfg.evaluator, _convert_="all")
+    space = build_space(cfg, evaluator)
+    # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
+    make_strategy = instantiate(cfg.search.strategy, _partial_=True, _convert_="all")
+    strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
+          f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}; writing to {out}")
+    start = time.perf_counter()
+    loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
+                      progress=bool(cfg.search.get("progress", True)))
+    try:
+        records = loop.run()
+    except ResumeError as err:
+        print(f"error: {err}")
+        return 2
+    summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)))
+    best = summary["best"]
+    elapsed = time.perf_counter() - start
+    if best is None:
+        print(f"no candidate succeeded in {len(records)} evaluations; see {out / 'history.jsonl'}")
+        return 1
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["metrics"].items()
+                        if k in [o.name for o in objectives.objectives] + ["params"])
+    final = summary["final"]
+    print(f"best of {len(records)}: {metrics} ({', '.join(f'{k}={v}' for k, v in best['decisions'].items())})")
+    if final:
+        print("final training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in final.items() if isinstance(v, (int, float))))
+    print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}; "
+          f"best: {out / 'best'} ({elapsed:.1f} s)")
+    return 0
