@@ -1,0 +1,84 @@
+"""Score candidates by training them: briefly on the training split, scored on the validation split.
+
+The data set is loaded once per process and shared by every candidate. Each candidate's training is seeded from
+the run seed and its genotype, so an evaluation is reproducible and a resumed run equals an uninterrupted one (on
+the CPU; CUDA kernels may add nondeterminism unless ``trainer.deterministic``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from search.data import DataSplits, load_dataset
+from search.training import train, trainer_config
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    if isinstance(config, DictConfig):
+        return dict(OmegaConf.to_container(config, resolve=True))  # type: ignore[arg-type]
+    return dict(config or {})
+
+
+def _merge(*configs: Mapping[str, Any]) -> dict[str, Any]:
+    merged = OmegaConf.merge(*[OmegaConf.create(dict(c)) for c in configs])
+    return dict(OmegaConf.to_container(merged, resolve=True))  # type: ignore[arg-type]
+
+
+def candidate_seed(seed: int, genotype: Sequence[int]) -> int:
+    digest = hashlib.sha256(json.dumps([seed, list(genotype)]).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class TrainEvaluator:
+    """``(genotype, space) -> {accuracy, val_acc, train_seconds, ...}``; accuracy is the validation accuracy
+    (a fraction) after ``search_overrides`` training; ``final`` trains the best one for the report."""
+
+    def __init__(self, dataset: Mapping[str, Any], trainer: Mapping[str, Any] | None = None,
+                 search_overrides: Mapping[str, Any] | None = None,
+                 final_overrides: Mapping[str, Any] | None = None, seed: int = 0) -> None:
+        self.dataset_config = _plain(dataset)
+        self.trainer = _plain(trainer)
+        self.search_overrides = _plain(search_overrides)
+        self.final_overrides = _plain(final_overrides)
+        self.seed = seed
+        self._data: DataSplits | None = None
+        trainer_config(_merge(self.trainer, self.search_overrides))  # fail early on a bad trainer option
+
+    @property
+    def data(self) -> DataSplits:
+        if self._data is None:
+            self._data = load_dataset(self.dataset_config)
+        return self._data
+
+    def data_spec(self) -> tuple[tuple[int, ...], int]:
+        """(input shape, class count): the space is re-specialised to them."""
+        return tuple(self.data.input_shape), int(self.data.num_classes)
+
+    def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
+        model = space.compile(genotype).build()
+        config = _merge(self.trainer, overrides, {"seed": candidate_seed(self.seed, genotype)})
+        return model, train(model, self.data, config)
+
+    def __call__(self, genotype: Sequence[int], space: Any) -> dict[str, Any]:
+        _, result = self._train(genotype, space, {"evaluate_test": False, "progress": False,
+                                                  **self.search_overrides})
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+        if result.ok:
+            metrics["accuracy"] = float(result.metrics["val_acc"])
+        return metrics
+
+    def final(self, genotype: Sequence[int], space: Any, out: Path) -> dict[str, Any]:
+        """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py."""
+        model, result = self._train(genotype, space, {"evaluate_test": True, **self.final_overrides})
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+        if result.ok:
+            trained = result.model if result.model is not None else model
+            torch.save({k: v.detach().cpu() for k, v in trained.state_dict().items()}, out / "weights.pt")
+            metrics["weights"] = "weights.pt"
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
