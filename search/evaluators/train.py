@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from search.data import DataSplits, load_dataset
-from search.training import train, trainer_config
+from search.training import seed_everything, train, trainer_config
 
 
 def _plain(config: Any) -> dict[str, Any]:
@@ -60,8 +60,10 @@ class TrainEvaluator:
         return tuple(self.data.input_shape), int(self.data.num_classes)
 
     def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
+        seed = candidate_seed(self.seed, genotype)
+        seed_everything(seed)  # before building: the initial weights come from the seeded generator too
         model = space.compile(genotype).build()
-        config = _merge(self.trainer, overrides, {"seed": candidate_seed(self.seed, genotype)})
+        config = _merge(self.trainer, overrides, {"seed": seed})
         return model, train(model, self.data, config)
 
     def __call__(self, genotype: Sequence[int], space: Any) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""End to end: the main job (`python -m compiler +search=...`) on digits, its outputs, and resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+FAST = ["search.budget=4", "evaluator.search_overrides.budget.epochs=3", "search.progress=false"]
+
+
+def _essence(out: Path) -> list[tuple]:
+    lines = (out / "history.jsonl").read_text().splitlines()
+    return [(tuple(r["genotype"]), r["status"], r["metrics"].get("accuracy"), r["arch"])
+            for r in map(json.loads, lines)]
+
+
+@pytest.mark.slow
+def test_main_job_writes_a_real_best_model(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("+search=evolution", *FAST, "evaluator.final_overrides.budget.epochs=15", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ["history.jsonl", "pareto.json", "report.md", "progress.png", "pareto.png", "config.yaml",
+                 "best/arch.arch", "best/model.py", "best/summary.json", "best/weights.pt", "best/metrics.json"]:
+        assert (out / name).is_file(), name
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 4 and all({"genotype", "arch", "metrics", "status", "seconds"} <= set(r) for r in history)
+    final = json.loads((out / "best" / "metrics.json").read_text())
+    assert final["status"] == "ok" and final["test_acc"] >= 0.9
+    # The weights load into the standalone model.py (no import of this project) and give the same test accuracy.
+    check = subprocess.run([sys.executable, "-c", _accuracy_script(out)], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert abs(float(check.stdout.strip()) - final["test_acc"]) < 1e-9
+    report = (out / "report.md").read_text()
+    assert "## Best architecture" in report and "![progress.png](progress.png)" in report
+
+
+def _accuracy_script(out: Path) -> str:
+    """Load best/model.py and weights.pt with torch alone, then score the digits test split."""
+    return f"""
+import importlib.util, sys, torch
+spec = importlib.util.spec_from_file_location("m", {str(out / 'best' / 'model.py')!r})
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+assert 'compiler' not in sys.modules and 'search' not in sys.modules
+model = m.build_model(); model.load_state_dict(torch.load({str(out / 'best' / 'weights.pt')!r})); model.eval()
+sys.path.insert(0, {str(ROOT)!r})
+import yaml
+from search.data import DeviceLoader, load_dataset
+data = load_dataset(yaml.safe_load(open({str(ROOT / 'conf' / 'dataset' / 'digits.yaml')!r})))
+correct = 0
+with torch.no_grad():
+    for x, y in DeviceLoader(data.test, 1000, "cpu", data.mean, data.std):
+        correct += int((model(x).argmax(1) == y).sum())
+print(correct / len(data.test))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_training_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    args = ["+search=evolution", "search.budget=4", "evaluator.search_overrides.budget.epochs=3",
+            "search.progress=false", "task.export_best=false"]
+    reference = run_cli(*args, f"out_dir={tmp_path / 'ref'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", *args, f"out_dir={out}"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "history.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the training of the next candidate
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(journal.read_text().splitlines())
+    assert 2 <= done < 4, "the kill should land mid-run"
+    resumed = run_cli(*args, f"out_dir={out}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _essence(out) == _essence(tmp_path / "ref")
