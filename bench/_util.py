@@ -69,12 +69,21 @@ def interleaved(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: i
 
 def machine() -> str:
     import torch
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs (load average {load}), "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def ratio_line(ours: Stats, theirs: Stats) -> str:
-    return f"ratio ours/theirs (medians): {ours.median / theirs.median:.3f}"
+def paired_ratios(ours: Stats, theirs: Stats) -> Stats:
+    """Per-round ratios of two interleaved series (round i of each ran back to back, under the same load):
+    their spread shows how far the ratio of medians can be trusted."""
+    return Stats(tuple(a / b for a, b in zip(ours.samples, theirs.samples, strict=True)))
+
+
+def ratio_spread(ours: Stats, theirs: Stats) -> str:
+    paired = paired_ratios(ours, theirs)
+    lo, hi = paired.iqr
+    return f"per-round ratios: median {paired.median:.3f}, IQR {lo:.3f}-{hi:.3f}"
 
 
 def check_goal(name: str, value: float, lo: float | None, hi: float | None) -> str:

@@ -2,6 +2,7 @@
 
     python bench/codegen_parity.py                       # resnet18 and mobilenet_v2, batch 16, 10 timed steps
     python bench/codegen_parity.py --models resnet18 --repeats 20 --threads 2
+    python bench/codegen_parity.py --models resnet18 --model-py resnet18=build/resnet18/model.py   # a saved file
 
 One timed step = forward + ``output.sum().backward()`` in train mode (batch norm updates its statistics, dropout
 is active) on the same input tensor (batch 16, 3x224x224, fixed seed), gradients reset to None before each step.
@@ -21,9 +22,10 @@ from typing import Callable
 import torch
 import torchvision
 
-from _util import check_goal, interleaved, machine
+from _util import check_goal, interleaved, machine, ratio_spread
 
 import compiler
+from compiler.api import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "mobilenet_v2")
@@ -41,6 +43,8 @@ def training_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]
     def step() -> None:
         model.zero_grad(set_to_none=True)
         model(x).sum().backward()
+        if x.is_cuda:
+            torch.cuda.synchronize()
     return step
 
 
@@ -50,23 +54,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per model and side (>= 10 for the goal)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="intra-op threads; on a machine shared with other jobs use 1 (spinning threads that wait "
+                         "for a busy core make a step many times slower, and the ratio meaningless)")
+    ap.add_argument("--device", default="cpu", help="cpu (the issue's goal) or cuda")
+    ap.add_argument("--model-py", action="append", default=[], metavar="NAME=PATH",
+                    help="time this generated model.py as ours for NAME instead of compiling examples/NAME.arch")
     args = ap.parse_args(argv)
+    if args.repeats < 2:
+        ap.error("--repeats must be at least 2 (the goal asks for 10 or more)")
+    if any("=" not in item for item in args.model_py):
+        ap.error("--model-py takes NAME=PATH, e.g. resnet18=build/resnet18/model.py")
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
-    print(f"forward+backward, train mode, batch {args.batch}x3x{args.size}x{args.size}, median of {args.repeats} "
-          f"interleaved steps after 2 warm-up steps each\n")
+    print(f"forward+backward on {args.device}, train mode, batch {args.batch}x3x{args.size}x{args.size}, "
+          f"median of {args.repeats} interleaved steps after 2 warm-up steps each\n")
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = torch.randn(args.batch, 3, args.size, args.size).to(args.device)
+    saved = dict(item.split("=", 1) for item in args.model_py)
     ratios = {}
     for name in args.models:
         path = ROOT / "examples" / f"{name}.arch"
-        if not path.exists():
+        if name in saved:
+            ours = load_source(Path(saved[name]).read_text(), saved[name])["build_model"]()
+        elif path.exists():
+            ours = compiler.compile_file(path, size=args.size).build()
+        else:
             print(f"{name}: skipped, {path.relative_to(ROOT)} does not exist yet\n")
             continue
-        ours = compiler.compile_file(path, size=args.size).build()
         theirs = getattr(torchvision.models, name)(weights=None)
         copy_weights(theirs, ours)
+        ours, theirs = ours.to(args.device), theirs.to(args.device)
         with torch.no_grad():
             diff = (ours.eval()(x[:2]) - theirs.eval()(x[:2])).abs().max().item()
         ours.train()
@@ -74,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         stats = interleaved({"ours": training_step(ours, x), "theirs": training_step(theirs, x)},
                             args.repeats, warmup=2)
         ratios[name] = stats["ours"].median / stats["theirs"].median
-        print(f"{name}: eval outputs after copying weights differ by at most {diff:.2e}")
-        print(f"  ours (generated)    {stats['ours'].fmt_ms()}")
-        print(f"  theirs (torchvision){stats['theirs'].fmt_ms()}")
-        print(f"  {check_goal('ours/theirs', ratios[name], 0.97, 1.03)}\n")
+        print(f"{name} ({saved.get(name, 'compiled from ' + str(path.relative_to(ROOT)))}): eval outputs after "
+              f"copying weights differ by at most {diff:.2e}")
+        print(f"  {'ours (generated)':<21} {stats['ours'].fmt_ms()}")
+        print(f"  {'theirs (torchvision)':<21} {stats['theirs'].fmt_ms()}")
+        print(f"  {check_goal('ours/theirs', ratios[name], 0.97, 1.03)} "
+              f"({ratio_spread(stats['ours'], stats['theirs'])})\n")
     met = all(0.97 <= r <= 1.03 for r in ratios.values())
     print(f"goal 0.97 <= ratio <= 1.03: {'met' if met else 'NOT met'} on {len(ratios)} model(s) measured")
     return 0

@@ -24,6 +24,7 @@ from compiler.passes.analyse import AnalyseCosts
 from compiler.passes.base import PassManager
 from compiler.passes.dce import EliminateDeadCode
 from compiler.passes.shapes import InferShapes
+from compiler.passes.simplify import Simplify
 from compiler.passes.verify import Verify, verify
 
 
@@ -37,7 +38,8 @@ class CompileOptions:
 def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
     """The IR -> IR passes every model goes through before code generation."""
     reg = options.registry
-    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), AnalyseCosts(reg)],
+    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(), EliminateDeadCode(warn=False),
+                        AnalyseCosts(reg)],
                        debug=options.debug, verifier=lambda g: verify(g, reg))
 
 

@@ -79,7 +79,7 @@ ERRORS = [
     ("model m() { input x: [1, 8, 8]\n output x -> conv(4, 3.5) }", 2, 14, "must be an integer"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(true) }", 2, 14, "must be a number"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(4, bias=1) }", 2, 14, "must be true or false"),
-    ("model m() { input x: [1, 8, 8]\n output x -> conv }", 2, 14, "needs argument 'channels'"),
+    ("model m() { input x: [8]\n output x -> linear }", 2, 14, "needs argument 'features'"),
     ("model m() { input x: [1, 8, 8]\n output y -> relu }", 2, 9, "undefined value 'y'"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(c) }", 2, 19, "undefined name 'c'"),
     ("model m() { input x: [1, 8, 8]\n a = b -> relu\n b = a -> relu\n output b }", 2, 6, "used before it is defined"),

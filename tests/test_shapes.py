@@ -29,7 +29,7 @@ def test_convolution_and_pooling_shapes() -> None:
 
 
 def test_ceil_mode_and_zero_stride() -> None:
-    s = _shapes("a = x -> maxpool(2, ceil_mode=true)\n b = x -> zero(stride=2)\n output (a, b) -> add",
+    s = _shapes("a = x -> maxpool(2, ceil_mode=true)\n b = x -> zero(stride=2)\n output (a, b) -> concat",
                 "[2, 7, 7]")
     assert s["a"] == [2, 4, 4] and s["b"] == [2, 4, 4]
 

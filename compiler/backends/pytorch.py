@@ -1,16 +1,16 @@
 """Backend: concrete, shape-annotated IR -> standalone PyTorch source (one nn.Module, imports only torch)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Sequence
 
 import jinja2
 
 from compiler.backends.names import class_name, python_name
 from compiler.ir.graph import Graph, Node
-from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.ir.ops import REGISTRY, Lowering, OpRegistry
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -26,34 +26,99 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "[N, " + ", ".join(map(str, shape)) + "]"
 
 
-@dataclass(frozen=True)
-class _Line:
-    code: str
-    comment: str
+def _register(index: int) -> str:
+    return "x" if index == 0 else f"x{index}"
 
 
-def _registers() -> Iterator[str]:
-    yield "x"
-    n = 0
-    while True:
-        n += 1
-        yield f"x{n}"
+def _register_index(var: str) -> int | None:
+    """The number of a register name (x -> 0, x7 -> 7); None for any other variable (an input's name)."""
+    if var == "x":
+        return 0
+    digits = var[1:]
+    return int(digits) if var[:1] == "x" and digits.isascii() and digits.isdigit() and digits[0] != "0" else None
 
 
 def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
-    """Activations that may overwrite their input: it is a fresh tensor that nothing else reads."""
-    users = graph.users()
+    """Nodes of ``in_place_able`` ops that may overwrite their first input: activations (``inplace=True``) and
+    ops whose lowering has an in-place statement (``a += b``).
+
+    Safe only when that input is a tensor of its own (``fresh_output``) that nobody else reads, and not an
+    activation's output (sigmoid/relu backward read their own output, which an in-place op would overwrite).
+    Other producers (conv, batch norm, add, pooling) keep their inputs, never their outputs, for backward, and
+    autograd's version counter turns any mistake here into an error rather than a wrong gradient.
+    """
+    uses: dict[str, int] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    ops = {n.name: n.op for n in graph.nodes}
     result = set()
     for node in graph.nodes:
-        if not registry[node.op].in_place_able:
+        if not node.inputs or not registry[node.op].in_place_able:
             continue
-        producer = graph.node(node.inputs[0])
-        spec = registry[producer.op]
-        # The producer's output must be a tensor of its own that nobody else reads, and not an activation
-        # (sigmoid/relu backward read their own output, which an in-place op would overwrite).
-        if spec.fresh_output and not spec.activation and len(users[producer.name]) == 1:
+        first = node.inputs[0]
+        producer = registry[ops[first]]
+        if producer.fresh_output and not producer.activation and uses[first] == 1 and first != graph.output:
             result.add(node.name)
     return result
+
+
+def _with_inplace(constructor: str) -> str:
+    return constructor[:-1] + ("inplace=True)" if constructor.endswith("()") else ", inplace=True)")
+
+
+class _Registers:
+    """Local variables of forward(): a value takes over the variable of its first input when that input dies
+    at this node (as hand-written forward() code does, so intermediates are freed as early), else the lowest
+    free one of x, x1, x2, ..."""
+
+    def __init__(self, graph: Graph, input_vars: dict[str, str]) -> None:
+        self.output = graph.output
+        self.last_use: dict[str, int] = {}
+        for index, node in enumerate(graph.nodes):
+            for i in node.inputs:
+                self.last_use[i] = index
+        self.var: dict[str, str] = dict(input_vars)
+        self.holder: dict[str, str] = {v: n for n, v in input_vars.items()}  # variable -> node whose value it holds
+        self.free: list[int] = []           # freed register numbers (a heap), reused lowest first
+        self.next = 0                        # registers 0 .. next-1 have been handed out
+
+    def assign(self, index: int, node: Node) -> str:
+        """Free the inputs that die here, then pick the variable that holds ``node``'s value."""
+        for i in set(node.inputs):
+            v = self.var[i]
+            if self.last_use[i] == index and self.holder.get(v) == i and i != self.output:
+                del self.holder[v]
+                number = _register_index(v)
+                if number is not None:
+                    heapq.heappush(self.free, number)
+        first = node.inputs[0] if node.inputs else None
+        if first is not None and self.var[first] not in self.holder and first != self.output:
+            target = self.var[first]
+        else:
+            target = self._fresh()
+        self.holder[target] = node.name
+        self.var[node.name] = target
+        return target
+
+    def _fresh(self) -> str:
+        while self.free and _register(self.free[0]) in self.holder:  # taken over since it was freed
+            heapq.heappop(self.free)
+        while _register(self.next) in self.holder:  # an input variable may be named like a register
+            self.next += 1
+        if self.free and self.free[0] < self.next:
+            return _register(heapq.heappop(self.free))
+        self.next += 1
+        return _register(self.next - 1)
+
+
+def _forward_line(target: str, node: Node, lowering: Lowering, module_ref: str | None, inputs: Sequence[str],
+                  in_place: bool) -> str:
+    if in_place and lowering.in_place is not None and target == inputs[0]:
+        code = lowering.in_place(inputs)
+    else:
+        code = f"{target} = {lowering.forward(module_ref, inputs)}"
+    return f"        {code}  # {node.name}: {_shape(node.shape)}"
 
 
 def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
@@ -63,52 +128,30 @@ def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
     used.add(cls)
     attr = {n.name: python_name(n.name, used) for n in graph.nodes}
     in_place = in_place_nodes(graph, registry)
+    inputs = graph.inputs
+    regs = _Registers(graph, {n.name: attr[n.name] for n in inputs})
 
-    # Local variables are registers: a value takes over the variable of its first input when that input dies
-    # here (as hand-written forward() code does, so intermediates are freed as early), else the first free one
-    # of x, x1, x2, ...; the comment on each line names the layer and its shape.
-    last_use: dict[str, int] = {}
+    module_lines: list[str] = []
+    forward_lines: list[str] = []
     for index, node in enumerate(graph.nodes):
-        for i in node.inputs:
-            last_use[i] = index
-    var: dict[str, str] = {}
-    live: dict[str, str] = {}  # variable -> node whose value it holds
-    modules: list[dict[str, Any]] = []
-    forward: list[_Line] = []
-    input_vars = []
-    for index, node in enumerate(graph.nodes):
-        spec = registry[node.op]
         if node.op == "input":
-            var[node.name] = attr[node.name]
-            live[attr[node.name]] = node.name
-            input_vars.append(attr[node.name])
             continue
-        lowering = spec.lower(node.attrs, node.meta["input_shapes"], node.shape)
+        lowering = registry[node.op].lower(node.attrs, node.meta["input_shapes"], node.shape)
         module_ref = None
         if lowering.module is not None:
             constructor = lowering.module
             if node.name in in_place:
-                constructor = constructor[:-1] + ("inplace=True)" if constructor.endswith("()") else ", inplace=True)")
-            modules.append({"attr": attr[node.name], "constructor": constructor,
-                            "comment": f"{node.op} -> {_shape(node.shape)}"})
+                constructor = _with_inplace(constructor)
+            module_lines.append(f"        self.{attr[node.name]} = {constructor}  # {node.op} -> {_shape(node.shape)}")
             module_ref = f"self.{attr[node.name]}"
-        expr = lowering.forward(module_ref, [var[i] for i in node.inputs])
-        for i in set(node.inputs):
-            if last_use[i] == index and live.get(var[i]) == i and i != graph.output:
-                del live[var[i]]
-        first = node.inputs[0] if node.inputs else None
-        if first is not None and var[first] not in live and first != graph.output:
-            target = var[first]
-        else:
-            target = next(v for v in _registers() if v not in live)
-        live[target] = node.name
-        var[node.name] = target
-        forward.append(_Line(f"{target} = {expr}", f"{node.name}: {_shape(node.shape)}"))
+        args = [regs.var[i] for i in node.inputs]
+        target = regs.assign(index, node)
+        forward_lines.append(_forward_line(target, node, lowering, module_ref, args, node.name in in_place))
 
-    inputs = graph.inputs
     example = ", ".join(f"torch.randn(2, *{tuple(n.shape)!r})" for n in inputs)
     return template("model.py.j2").render(
         class_name=cls, model_name=cls if not graph.name.isidentifier() else graph.name,
         params=int(graph.meta.get("params", 0)), macs=int(graph.meta.get("macs", 0)),
-        input_shape=list(inputs[0].shape), output_shape=list(graph.output_node.shape), modules=modules,
-        input_vars=input_vars, forward=forward, result=var[graph.output], example_inputs=example)
+        input_shape=list(inputs[0].shape), output_shape=list(graph.output_node.shape),
+        module_lines=module_lines, input_vars=[attr[n.name] for n in inputs], forward_lines=forward_lines,
+        result=regs.var[graph.output], example_inputs=example)

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
+from compiler.backends.pytorch import in_place_nodes
 from compiler.ir.graph import Graph
+from compiler.ir.ops import REGISTRY, OpRegistry
 
 
 def activation_memory_bytes(graph: Graph, batch_size: int = 1, bytes_per_element: int = 4) -> int:
@@ -15,8 +17,51 @@ def activation_memory_bytes(graph: Graph, batch_size: int = 1, bytes_per_element
     return int(graph.meta.get("activation_elements", 0)) * batch_size * bytes_per_element
 
 
+def peak_inference_elements(graph: Graph, registry: OpRegistry = REGISTRY) -> int:
+    """Most activation elements (per sample) alive at once while the generated forward() runs: a value is freed
+    after its last use, views and in-place activations allocate nothing, the graph inputs count."""
+    in_place = in_place_nodes(graph, registry)
+    storage: dict[str, str] = {}           # value -> the node whose allocation holds it
+    size: dict[str, int] = {}              # allocation -> elements
+    last_use = {n.name: i for i, n in enumerate(graph.nodes)}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last_use[name] = i
+    last_use[graph.output] = len(graph.nodes)
+    owners: dict[str, list[str]] = {}      # allocation -> values that alias it
+    live = peak = 0
+    for i, node in enumerate(graph.nodes):
+        spec = registry[node.op]
+        allocates = node.op == "input" or (spec.fresh_output and node.name not in in_place)
+        storage[node.name] = node.name if allocates else storage[node.inputs[0]]
+        if allocates:
+            size[node.name] = math.prod(node.shape)
+            live += size[node.name]
+        owners.setdefault(storage[node.name], []).append(node.name)
+        peak = max(peak, live)
+        for alloc in {storage[n] for n in (*node.inputs, node.name)}:
+            if alloc in size and all(last_use[v] <= i for v in owners[alloc]):
+                live -= size.pop(alloc)
+    return peak
+
+
+def analytic_costs(graph: Graph, batch_size: int = 1, bytes_per_element: int = 4,
+                   registry: OpRegistry = REGISTRY) -> dict[str, float]:
+    """Costs known without running the model, for one batch: parameters, MACs and memory estimates in MiB."""
+    params = int(graph.meta["params"])
+    return {
+        "params": params,
+        "macs": int(graph.meta["macs"]) * batch_size,
+        "param_memory_mb": params * bytes_per_element / 2**20,
+        "train_activation_memory_mb": activation_memory_bytes(graph, batch_size, bytes_per_element) / 2**20,
+        "inference_activation_peak_mb":
+            peak_inference_elements(graph, registry) * batch_size * bytes_per_element / 2**20,
+    }
+
+
 def summarize(graph: Graph) -> dict[str, Any]:
     inputs = graph.inputs
+    peak_mb = peak_inference_elements(graph) * 4 / 2**20  # per sample; computed once, scaled per batch (exact)
     layers = [
         {"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": dict(n.attrs),
          "output_shape": list(n.shape), "params": n.meta.get("params", 0), "macs": n.meta.get("macs", 0),
@@ -34,6 +79,9 @@ def summarize(graph: Graph) -> dict[str, Any]:
         "activation_memory_mb": {
             "fp32_batch1": round(activation_memory_bytes(graph, 1) / 2**20, 3),
             "fp32_batch32": round(activation_memory_bytes(graph, 32) / 2**20, 3),
+        },
+        "inference_activation_peak_mb": {
+            f"fp32_batch{b}": round(peak_mb * b, 3) for b in (1, 32)
         },
         "param_memory_mb_fp32": round(int(graph.meta["params"]) * 4 / 2**20, 3),
         "num_layers": len(layers),

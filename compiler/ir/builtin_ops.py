@@ -1,8 +1,12 @@
 """The built-in ops. Each is one ``register_op`` call: arguments, shape rule, cost and PyTorch lowering."""
 from __future__ import annotations
 
+import inspect
 import math
+from functools import lru_cache
 from typing import Any, Sequence
+
+from torch import nn
 
 from compiler.ir.graph import Shape
 from compiler.ir.ops import Arg, Lowering, ShapeError, register_op, torch_call
@@ -12,6 +16,21 @@ Attrs = dict[str, Any]
 
 def _module_call(module: str | None, inputs: Sequence[str]) -> str:
     return f"{module}({inputs[0]})"
+
+
+@lru_cache(maxsize=None)
+def _torch_defaults(cls: type) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
+
+
+def nn_call(cls: type, *args: Any, **kwargs: Any) -> str:
+    """``torch_call`` text for constructing ``torch.nn`` module ``cls``, leaving out keyword arguments equal in
+    value and type to the installed PyTorch's defaults (``nn.Conv2d(3, 64, kernel_size=3, bias=False)`` rather
+    than spelling out ``dilation=1, groups=1``); every other value is written exactly as given."""
+    defaults = _torch_defaults(cls)
+    kept = {k: v for k, v in kwargs.items()
+            if not (k in defaults and type(v) is type(defaults[k]) and v == defaults[k])}
+    return torch_call(f"nn.{cls.__name__}", *args, **kept)
 
 
 def _spatial(op: str, shape: Shape) -> tuple[int, int, int]:
@@ -73,8 +92,8 @@ register_op(
     infer_shape=lambda a, i: _conv_shape("conv", a, i[0][0], _out(a, i), a["groups"], i[0]),
     count=lambda a, i, o: (_out(a, i) * i[0][0] // a["groups"] * a["kernel"] ** 2 + a["bias"] * _out(a, i),
                            o[0] * o[1] * o[2] * (i[0][0] // a["groups"]) * a["kernel"] ** 2),
-    lower=lambda a, i, o: Lowering(torch_call(
-        "nn.Conv2d", i[0][0], _out(a, i), kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+    lower=lambda a, i, o: Lowering(nn_call(
+        nn.Conv2d, i[0][0], _out(a, i), kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
         dilation=a["dilation"], groups=a["groups"], bias=a["bias"]), _module_call),
     doc="2-D convolution (torch.nn.Conv2d); input channels come from the input shape.",
 )
@@ -86,8 +105,8 @@ register_op(
     normalize=_conv_normalize,
     infer_shape=lambda a, i: _conv_shape("dwconv", a, i[0][0], i[0][0] * a["multiplier"], i[0][0], i[0]),
     count=lambda a, i, o: (o[0] * a["kernel"] ** 2 + a["bias"] * o[0], o[0] * o[1] * o[2] * a["kernel"] ** 2),
-    lower=lambda a, i, o: Lowering(torch_call(
-        "nn.Conv2d", i[0][0], o[0], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
+    lower=lambda a, i, o: Lowering(nn_call(
+        nn.Conv2d, i[0][0], o[0], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
         dilation=a["dilation"], groups=i[0][0], bias=a["bias"]), _module_call),
     doc="Depthwise 2-D convolution (groups = input channels).",
 )
@@ -107,9 +126,9 @@ register_op(
     infer_shape=lambda a, i: _conv_shape("sepconv", a, i[0][0], a["channels"], 1, i[0]),
     count=_sepconv_count,
     lower=lambda a, i, o: Lowering(
-        "nn.Sequential(" + torch_call("nn.Conv2d", i[0][0], i[0][0], kernel_size=a["kernel"], stride=a["stride"],
+        "nn.Sequential(" + nn_call(nn.Conv2d, i[0][0], i[0][0], kernel_size=a["kernel"], stride=a["stride"],
                                       padding=a["padding"], dilation=a["dilation"], groups=i[0][0], bias=a["bias"])
-        + ", " + torch_call("nn.Conv2d", i[0][0], a["channels"], kernel_size=1, bias=a["bias"]) + ")",
+        + ", " + nn_call(nn.Conv2d, i[0][0], a["channels"], kernel_size=1, bias=a["bias"]) + ")",
         _module_call),
     doc="Separable convolution: depthwise kxk then pointwise 1x1.",
 )
@@ -117,8 +136,8 @@ register_op(
 
 # ---- normalisation, activations, regularisation ------------------------------------------------
 def _bn_lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
-    cls = {1: "nn.BatchNorm1d", 3: "nn.BatchNorm2d"}[len(i[0])]
-    return Lowering(torch_call(cls, i[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"]), _module_call)
+    cls = {1: nn.BatchNorm1d, 3: nn.BatchNorm2d}[len(i[0])]
+    return Lowering(nn_call(cls, i[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"]), _module_call)
 
 
 def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
@@ -153,7 +172,7 @@ for _name, _module, _doc in [("gelu", "GELU", "Gaussian error linear unit"), ("s
 register_op(
     "dropout", args=(Arg("p", float, 0.5, minimum=0.0),),
     infer_shape=lambda a, i: i[0], fresh_output=False,
-    lower=lambda a, i, o: Lowering(torch_call("nn.Dropout", p=a["p"]), _module_call),
+    lower=lambda a, i, o: Lowering(nn_call(nn.Dropout, p=a["p"]), _module_call),
     doc="Dropout (identity at evaluation).",
 )
 
@@ -180,14 +199,14 @@ _POOL_ARGS = (Arg("kernel", int, minimum=1), Arg("stride", int, None, "default: 
 
 register_op(
     "maxpool", args=_POOL_ARGS, normalize=_pool_normalize, infer_shape=_pool_shape("maxpool"),
-    lower=lambda a, i, o: Lowering(torch_call("nn.MaxPool2d", a["kernel"], stride=a["stride"], padding=a["padding"],
+    lower=lambda a, i, o: Lowering(nn_call(nn.MaxPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
                                               ceil_mode=a["ceil_mode"]), _module_call),
     doc="Max pooling.",
 )
 register_op(
     "avgpool", args=(*_POOL_ARGS, Arg("count_include_pad", bool, True)), normalize=_pool_normalize,
     infer_shape=_pool_shape("avgpool"),
-    lower=lambda a, i, o: Lowering(torch_call("nn.AvgPool2d", a["kernel"], stride=a["stride"], padding=a["padding"],
+    lower=lambda a, i, o: Lowering(nn_call(nn.AvgPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
                                               ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"]),
                                    _module_call),
     doc="Average pooling.",
@@ -203,12 +222,12 @@ def _adaptive_shape(op: str) -> Any:
 
 register_op(
     "adaptive_avgpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_avgpool"),
-    lower=lambda a, i, o: Lowering(torch_call("nn.AdaptiveAvgPool2d", a["size"]), _module_call),
+    lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveAvgPool2d, a["size"]), _module_call),
     doc="Adaptive average pooling to size x size.",
 )
 register_op(
     "adaptive_maxpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_maxpool"),
-    lower=lambda a, i, o: Lowering(torch_call("nn.AdaptiveMaxPool2d", a["size"]), _module_call),
+    lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveMaxPool2d, a["size"]), _module_call),
     doc="Adaptive max pooling to size x size.",
 )
 register_op(
@@ -229,7 +248,7 @@ register_op(
     "linear", args=(Arg("features", int, doc="output features", minimum=1), Arg("bias", bool, True)),
     infer_shape=_linear_shape,
     count=lambda a, i, o: (i[0][0] * a["features"] + a["bias"] * a["features"], i[0][0] * a["features"]),
-    lower=lambda a, i, o: Lowering(torch_call("nn.Linear", i[0][0], a["features"], bias=a["bias"]), _module_call),
+    lower=lambda a, i, o: Lowering(nn_call(nn.Linear, i[0][0], a["features"], bias=a["bias"]), _module_call),
     doc="Fully connected layer (torch.nn.Linear).",
 )
 register_op(
@@ -298,8 +317,9 @@ def _broadcast_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 
 register_op(
-    "add", num_inputs=None, infer_shape=_add_shape,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x)),
+    "add", num_inputs=None, infer_shape=_add_shape, in_place_able=True,
+    lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x),
+                                   in_place=lambda x: f"{x[0]} += {' + '.join(x[1:])}"),
     doc="Element-wise sum of two or more inputs of the same shape.",
 )
 register_op(

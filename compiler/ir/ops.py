@@ -73,6 +73,10 @@ class Lowering:
 
     module: str | None
     forward: Callable[[str | None, Sequence[str]], str]
+    # For an ``in_place_able`` op without a module: the statement that computes the same value by overwriting
+    # ``inputs[0]`` (``a += b``), used where that input is a fresh tensor nothing else reads (as torchvision's
+    # ``out += identity``). Modules run in place through their ``inplace=True`` argument instead.
+    in_place: Callable[[Sequence[str]], str] | None = None
 
 
 Attrs = Mapping[str, Any]
@@ -88,7 +92,7 @@ class OpSpec:
     count: Callable[[Attrs, Sequence[Shape], Shape], tuple[int, int]] = lambda a, i, o: (0, 0)  # (params, MACs)
     normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda attrs: attrs  # fills derived defaults
     fresh_output: bool = True                      # output never aliases an input (an in-place op may follow)
-    in_place_able: bool = False                    # an activation that may run in place on a fresh input
+    in_place_able: bool = False                    # may overwrite its first input when that is fresh and unshared
     activation: bool = False                       # element-wise activation (its output may be saved for grad)
     doc: str = ""
     module: str = field(default="", compare=False)  # the Python module that registered it
