@@ -61,6 +61,7 @@ class SearchLoop:
     seed: int = 0
     progress: bool = True
     max_repeats: int = 100
+    measurements: Sequence[Callable[[Any], Mapping[str, Any]]] = ()  # e.g. a latency profiler: compiled -> metrics
     on_result: Callable[[dict[str, Any]], None] | None = None   # a hook for tests (e.g. to kill mid-run)
 
     @property
@@ -71,10 +72,21 @@ class SearchLoop:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.json"
 
+    def identity(self) -> dict[str, Any]:
+        """What must match for a run directory to be continued (the budget may grow)."""
+        return {"seed": self.seed, "strategy": type(self.strategy).__name__, "space": self.space.name,
+                "decisions": [[d.name, list(d.options)] for d in self.space.decisions]}
+
     def _restore(self, search: BudgetedSearch) -> list[dict[str, Any]]:
         records = self.journal.read()
         state = read_json(self.checkpoint_path)
         start = 0
+        if state is not None:
+            mine = self.identity()
+            for key, value in state.get("identity", {}).items():
+                if mine.get(key) != value:
+                    raise ResumeError(f"{self.out_dir} holds a run with another {key} ({value!r} there, "
+                                      f"{mine.get(key)!r} now): use a new out_dir, or the same settings to resume")
         if state is not None and state["evaluations"] <= len(records):
             try:
                 search.load_state_dict(state["search"])
@@ -100,6 +112,8 @@ class SearchLoop:
             return _failure(err), ""
         try:
             metrics = {**CostEvaluator()(genotype, self.space), **self.evaluator(genotype, self.space)}
+            for measure in self.measurements:
+                metrics.update(measure(compiled))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # a failing candidate is a result, not the end of the search
@@ -127,7 +141,8 @@ class SearchLoop:
                 self.journal.append(record)
                 search.record(genotype, metrics)
                 records.append(record)
-                atomic_write_json(self.checkpoint_path, {"evaluations": len(records), "search": search.state_dict()})
+                atomic_write_json(self.checkpoint_path, {"evaluations": len(records), "identity": self.identity(),
+                                                         "search": search.state_dict()})
                 fitness = self.objectives.fitness(metrics)
                 best = fitness if best is None or fitness > best else best
                 if bar is not None:

@@ -47,8 +47,10 @@ def search_task(cfg: DictConfig) -> int:
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}; writing to {out}")
     start = time.perf_counter()
+    profile = cfg.get("profile")
+    measurements = [instantiate(profile, _convert_="all")] if profile and profile.get("_target_") else []
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
-                      progress=bool(cfg.search.get("progress", True)))
+                      progress=bool(cfg.search.get("progress", True)), measurements=measurements)
     try:
         records = loop.run()
     except ResumeError as err:
