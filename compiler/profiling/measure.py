@@ -11,8 +11,6 @@ import argparse
 import math
 import os
 import platform
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -90,16 +88,18 @@ def synchronize(device: torch.device) -> None:
 def time_iterations(step: Callable[[], Any], device: torch.device, settings: Settings) -> list[float]:
     """Per-iteration latencies of ``step()`` in milliseconds: CUDA events on a GPU, ``perf_counter`` on the CPU.
 
-    The iteration count is chosen from the warm-up's synchronized per-iteration time, so a GPU queue never runs
-    far ahead of the clock; the device is synchronized once after the timed iterations.
+    Warm-up runs at least one iteration. The iteration count is chosen from the warm-up's synchronized
+    per-iteration time, so a GPU queue never runs far ahead of the clock; the device is synchronized once after
+    the timed iterations.
     """
     start = time.perf_counter()
-    done = 0
-    while done < settings.warmup or time.perf_counter() - start < settings.warmup_s:
+    warm: list[float] = []
+    while len(warm) < max(settings.warmup, 1) or time.perf_counter() - start < settings.warmup_s:
+        t0 = time.perf_counter()
         step()
         synchronize(device)
-        done += 1
-    estimate_s = (time.perf_counter() - start) / max(done, 1)
+        warm.append(time.perf_counter() - t0)
+    estimate_s = percentile(warm[1:] or warm, 50)  # the first call may include one-off work (torch.compile)
     wanted = math.ceil(settings.min_time_s / estimate_s) if estimate_s > 0 else settings.max_iters
     iters = max(settings.min_iters, min(settings.max_iters, wanted))
     if device.type == "cuda":
@@ -148,7 +148,11 @@ def _peak_rss_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass  # not Linux: fall through to getrusage
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    try:
+        import resource
+    except ImportError:  # Windows: no peak figure from the standard library
+        return 0
+    scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
@@ -177,15 +181,15 @@ class MemoryMeter:
 
 
 # ---- one model ----------------------------------------------------------------------------------
-def make_inputs(input_shapes: Sequence[Sequence[int]], batch_size: int, device: torch.device, settings: Settings,
-                requires_grad: bool = False) -> list[torch.Tensor]:
-    dtype = DTYPES[settings.dtype]
+def make_inputs(input_shapes: Sequence[Sequence[int]], batch_size: int, device: torch.device,
+                settings: Settings) -> list[torch.Tensor]:
+    """Random inputs of the model's per-sample shapes, in the settings' dtype and memory format."""
     tensors = []
     for shape in input_shapes:
-        x = torch.randn(batch_size, *shape, device=device, dtype=dtype)
+        x = torch.randn(batch_size, *shape, device=device, dtype=DTYPES[settings.dtype])
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        tensors.append(x.requires_grad_(requires_grad))
+        tensors.append(x)
     return tensors
 
 
@@ -193,7 +197,10 @@ def prepare_module(model: torch.nn.Module, settings: Settings) -> tuple[torch.nn
     """Move ``model`` (in place) to the device, dtype and layout; return it and the callable to time."""
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    model = model.to(device=torch.device(settings.device), dtype=DTYPES[settings.dtype])
+    device = torch.device(settings.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # CUDA events record on the current device's stream
+    model = model.to(device=device, dtype=DTYPES[settings.dtype])
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train(settings.train)
@@ -234,7 +241,7 @@ def measure_batch(model: torch.nn.Module, runner: Callable[..., Any], input_shap
         "min_ms": min(times),
         "max_ms": max(times),
         "iters": len(times),
-        "throughput": batch_size * 1e3 / median if median > 0 else math.inf,  # samples per second
+        "throughput": batch_size * 1e3 / median if median > 0 else None,  # samples per second
         "peak_mem_mb": meter.peak_bytes / 2**20,
         "peak_mem_kind": meter.kind,
     }
@@ -284,7 +291,8 @@ def format_report(report: dict[str, Any]) -> str:
         if "error" in r:
             lines.append(f"{r['batch_size']:>6} {r['error']}")
         else:
-            lines.append(f"{r['batch_size']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} {r['throughput']:>11.1f} "
+            throughput = r["throughput"] or math.nan
+            lines.append(f"{r['batch_size']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} {throughput:>11.1f} "
                          f"{r['peak_mem_mb']:>9.1f} {r['iters']:>6}")
     return "\n".join(lines)
 

@@ -7,11 +7,11 @@ call overhead once rather than once per op (see ``predictor.py``).
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -56,10 +56,11 @@ def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settin
     device = torch.device(settings.device)
     shapes = [n.shape for n in result.graph.inputs]
     with torch.no_grad():
-        calls = []
-        for _ in range(copies):
-            _, runner = prepare_module(result.build(), settings)
-            calls.append((runner, make_inputs(shapes, batch_size, device, settings)))
+        model, runner = prepare_module(result.build(), settings)
+        calls = [(runner, make_inputs(shapes, batch_size, device, settings))]
+        for _ in range(copies - 1):  # copies of the first: new memory without initialising weights again
+            calls.append((prepare_module(copy.deepcopy(model), settings)[1],
+                          make_inputs(shapes, batch_size, device, settings)))
         turn = itertools.cycle(calls)
 
         def step() -> Any:
@@ -125,9 +126,8 @@ class LatencyTable:
         """Write atomically (a crash never leaves half a table)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_json(), f, indent=1, sort_keys=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
         return path
 

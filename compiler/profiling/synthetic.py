@@ -1,14 +1,18 @@
-"""Random MobileNetV2-like architectures as .arch text, to build and check latency tables.
+"""Random architectures to build and check latency tables: samples of a search space (an .arch file with choice
+points, e.g. examples/spaces/mobilenet.arch), or MobileNetV2-like networks generated as plain .arch text.
 
-Each network keeps MobileNetV2's stage layout (Sandler et al. 2018) and varies what a MobileNet search space
-varies: the kernel (3/5/7) and expansion (3/6) of every inverted-residual block, the depth of every stage and a
-width multiplier. Until a search space in the language provides these, they stand in for "random architectures
-from the mobilenet space".
+A generated network keeps MobileNetV2's stage layout (Sandler et al. 2018) and varies, per block rather than per
+stage as the mobilenet space does, the kernel (3/5/7) and expansion (3/6), plus the depth of every stage and a
+width multiplier.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.api import CompileResult
+from compiler.space import load_space_file
 
 # MobileNetV2's stages: (output channels, its depth, stride of the first block); depth here is random
 STAGES = ((24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
@@ -88,3 +92,18 @@ model mnet_{seed}() {{
     output features -> conv({head}, 1, bias=false) -> bn -> relu6 -> global_avgpool -> flatten -> linear({num_classes})
 }}
 """)
+
+
+def sample_space(path: str | Path, count: int, seed: int = 0, **params: object) -> list[tuple[str, CompileResult]]:
+    """``count`` distinct random architectures of the space in ``path`` (model parameters ``params``), named by
+    their genotypes."""
+    space = load_space_file(str(path), **params)
+    if space.size < count:
+        raise ValueError(f"the space in {path} holds {space.size} architectures, fewer than the {count} asked for")
+    rng = random.Random(seed)
+    genotypes: list[tuple[int, ...]] = []
+    while len(genotypes) < count:
+        genotype = space.random_genotype(rng)
+        if genotype not in genotypes:
+            genotypes.append(genotype)
+    return [(f"{space.name}[{','.join(map(str, g))}]", space.compile(g)) for g in genotypes]

@@ -1,0 +1,140 @@
+"""`root/{train,test}/<class>/<image>` trees (or a .tar/.tar.gz/.tar.xz archive of one), decoded once and cached.
+
+The first load decodes every image into one uint8 tensor file in the cache folder, keyed by the source (archive
+bytes, or the tree's file list with sizes and times) and the decoding options; later loads memory-map that file.
+"""
+from __future__ import annotations
+
+import logging
+import tarfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from search.data.base import DataError, DataSplits, Split, make_splits
+from search.data.cache import cache_key, cache_root, file_digest, load_tensors, save_tensors, tree_fingerprint
+from search.data.decode import decode_many
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+SPLITS = ("train", "test")
+CACHE_VERSION = 1
+LAYOUT_HINT = "expected root/train/<class>/<image> and root/test/<class>/<image> (a folder or a .tar[.gz|.xz] of one)"
+
+# split -> class -> [(file name, bytes or path)]
+Listing = dict[str, dict[str, list[tuple[str, bytes | str]]]]
+
+
+def _is_image_entry(parts: Sequence[str]) -> bool:
+    """``.../<split>/<class>/<image>`` (an archive may wrap the tree in a top folder)."""
+    return len(parts) >= 3 and parts[-3] in SPLITS and Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _list_tree(root: Path) -> Listing:
+    listing: Listing = defaultdict(lambda: defaultdict(list))
+    for split in SPLITS:
+        for path in (root / split).glob("*/*"):
+            if path.is_file() and _is_image_entry(path.parts):
+                listing[split][path.parts[-2]].append((path.name, str(path)))
+    return listing
+
+
+def _list_archive(path: Path) -> Listing:
+    listing: Listing = defaultdict(lambda: defaultdict(list))
+    try:
+        with tarfile.open(path) as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                if member.isfile() and _is_image_entry(parts):
+                    blob = archive.extractfile(member).read()  # type: ignore[union-attr]
+                    listing[parts[-3]][parts[-2]].append((parts[-1], blob))
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DataError(f"cannot read the archive: {err}", path) from err
+    return listing
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _select(per_class: Mapping[str, list[tuple[str, bytes | str]]], classes: Sequence[str],
+            limit: int | None) -> tuple[list[bytes | str], list[int]]:
+    sources, labels = [], []
+    for label, cls in enumerate(classes):
+        for _, source in sorted(per_class.get(cls, []), key=lambda item: item[0])[:limit]:
+            sources.append(source)
+            labels.append(label)
+    return sources, labels
+
+
+def _decode_split(sources: list[bytes | str], mode: str, size: tuple[int, int] | None, workers: int | None,
+                  where: Path) -> torch.Tensor:
+    arrays = decode_many(sources, mode, size, workers)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"images of different sizes ({', '.join(str(s[:2]) for s in sorted(shapes)[:4])}, ...)",
+                        where, hint="set dataset.image_size=[H,W] to resize them while decoding")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _build(root: Path, listing: Listing, mode: str, size: tuple[int, int] | None, max_per_class: int | None,
+           max_test_per_class: int | None, workers: int | None) -> dict[str, Any]:
+    for split in SPLITS:
+        if not listing.get(split):
+            raise DataError(f"no '{split}' images found", root, hint=LAYOUT_HINT)
+    classes = sorted(listing["train"])
+    unknown = sorted(set(listing["test"]) - set(classes))
+    if unknown:
+        raise DataError(f"test classes {unknown} have no training images", root, hint=LAYOUT_HINT)
+    result: dict[str, Any] = {"version": CACHE_VERSION, "classes": classes}
+    for split, limit in (("train", max_per_class), ("test", max_test_per_class)):
+        sources, labels = _select(listing[split], classes, limit)
+        result[f"{split}_images"] = _decode_split(sources, mode, size, workers, root)
+        result[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
+    return result
+
+
+def _fingerprint(root: Path) -> str:
+    return file_digest(root) if _is_archive(root) else tree_fingerprint(root)
+
+
+def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, mode: str = "RGB",
+                     image_size: Iterable[int] | None = None, max_per_class: int | None = None,
+                     max_test_per_class: int | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Decoded (cached) tensors: {'classes', 'train_images', 'train_labels', 'test_images', 'test_labels'}."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"no such folder or archive: '{root.resolve()}'", root, hint=f"set dataset.root; {LAYOUT_HINT}")
+    if root.is_file() and not _is_archive(root):
+        raise DataError(f"'{root}' is a file but not a tar archive ({', '.join(ARCHIVE_SUFFIXES)})", root)
+    size = tuple(int(v) for v in image_size) if image_size is not None else None
+    key = cache_key(version=CACHE_VERSION, source=_fingerprint(root), mode=mode, size=size,
+                    max_per_class=max_per_class, max_test_per_class=max_test_per_class)
+    path = cache_root(cache_dir) / "imagefolder" / f"{root.name.split('.')[0]}-{key}.pt"
+    if path.exists():
+        return load_tensors(path)
+    start = time.perf_counter()
+    listing = _list_archive(root) if _is_archive(root) else _list_tree(root)
+    data = _build(root, listing, mode, size, max_per_class, max_test_per_class, workers)  # type: ignore[arg-type]
+    save_tensors(data, path)
+    log.info("decoded %d images from %s in %.1f s; cached in %s", len(data["train_labels"]) +
+             len(data["test_labels"]), root, time.perf_counter() - start, path)
+    return data
+
+
+def load_imagefolder(root: str | Path, name: str = "imagefolder", *, cache_dir: str | Path | None = None,
+                     mode: str = "RGB", image_size: Iterable[int] | None = None, max_per_class: int | None = None,
+                     max_test_per_class: int | None = None, val_size: float | int = 0.1, val_seed: int = 0,
+                     augment: Mapping[str, Any] | None = None, workers: int | None = None) -> DataSplits:
+    """An image-folder data set; validation is carved from its train folder (``val_size``, ``val_seed``)."""
+    data = read_imagefolder(root, cache_dir=cache_dir, mode=mode, image_size=image_size, max_per_class=max_per_class,
+                            max_test_per_class=max_test_per_class, workers=workers)
+    return make_splits(name, Split(data["train_images"], data["train_labels"]),
+                       Split(data["test_images"], data["test_labels"]), data["classes"], val_size=val_size,
+                       val_seed=val_seed, augment=augment)

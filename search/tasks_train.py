@@ -1,0 +1,76 @@
+"""`python -m compiler task=train arch=F.arch dataset=NAME out_dir=D`: compile the model for the data set, train it,
+and write model.py, weights.pt (loadable into model.py's build_model()), metrics.json and train_log.jsonl."""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from compiler.api import CompileOptions
+from compiler.errors import ArchError
+from compiler.ir.ops import load_op_modules
+from compiler.tasks import model_params, output_dir
+from search.data import load_dataset
+from search.training import OK, seed_everything, train, trainer_config
+from search.training.specialise import compile_for_data
+
+log = logging.getLogger(__name__)
+
+EXIT_STATUS = {OK: 0, "diverged": 3, "oom": 4}   # 2 is taken by user mistakes (ArchError)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+
+
+def train_task(cfg: DictConfig) -> int:
+    if not cfg.get("arch"):
+        raise ArchError("no .arch file given", hint="run e.g. `python -m compiler task=train "
+                        "arch=examples/resnet20.arch dataset=digits out_dir=build/r20`")
+    if cfg.get("input_shape") is not None:
+        raise ArchError("input_shape cannot be set with task=train: the data set decides it",
+                        hint="drop input_shape=...; pick the data with dataset=NAME")
+    load_op_modules(cfg.get("ops") or [])
+    trainer = trainer_config(cfg.trainer)
+    data = load_dataset(cfg.dataset)
+    log.info("%s", data.describe())
+    compiled = compile_for_data(cfg.arch, data, model_params(cfg), CompileOptions(debug=bool(cfg.get("debug"))))
+    out = compiled.write(output_dir(cfg))
+    seed_everything(trainer.seed)               # the initial weights are part of a seeded run
+    model = compiled.build()
+
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("")
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    result = train(model, data, trainer, on_epoch=on_epoch)
+    metrics = {
+        **{k: _jsonable(v) for k, v in result.metrics.items()},
+        "arch": str(cfg.arch), "model": compiled.graph.name, "params": int(compiled.summary["params"]),
+        "macs": int(compiled.summary["macs"]), "dataset": data.name, "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes, "classes": list(data.classes),
+        "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        # model.py expects inputs normalised like this: (pixels / 255 - mean) / std, per channel
+        "normalization": {"mean": list(data.mean), "std": list(data.std)},
+        "seed": trainer.seed, "torch": torch.__version__, "python": platform.python_version(),
+        "config": OmegaConf.to_container(cfg.trainer, resolve=True),
+    }
+    if result.ok and cfg.task.get("save_weights", True) and result.model is not None:
+        state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+                 for k, v in result.model.state_dict().items()}
+        torch.save(state, out / "weights.pt")
+        metrics["weights"] = "weights.pt"
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    line = f"{result.status}: {result.message}"
+    print(line if result.ok else f"training failed: {line}", file=sys.stdout if result.ok else sys.stderr)
+    print(f"wrote {out / 'model.py'}, {out / 'metrics.json'}" + (f", {out / 'weights.pt'}" if "weights" in metrics
+                                                                   else ""))
+    return EXIT_STATUS.get(result.status, 1)

@@ -1,0 +1,125 @@
+"""The trainer's configuration: typed dataclasses that the ``trainer`` Hydra group is checked against.
+
+Every option is a general one; ``conf/trainer/airbench94.yaml`` shows how a published recipe is expressed with them.
+Names of optimizers, schedules, precisions, TTA modes and initialisations are keys of registries in their modules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from compiler.errors import ArchError, Span
+from search.data.augment import AugmentConfig
+
+
+class ConfigError(ArchError):
+    """A trainer option that cannot work; printed as ``trainer.KEY: error: ...`` by the command line."""
+
+    def __init__(self, key: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, Span(f"trainer.{key}", 0, 0), hint=hint)
+
+
+@dataclass
+class BudgetConfig:
+    epochs: Optional[float] = 10.0    # passes over the training split (fractions allowed: 9.9)
+    steps: Optional[int] = None       # optimizer steps; when set, it wins over epochs (for brief search training)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"                 # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9             # sgd
+    nesterov: bool = True             # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    eps: float = 1e-8                 # adamw
+    weight_decay: float = 5e-4        # PyTorch's coefficient (SGD: added to the gradient; AdamW: decoupled)
+    decay_norm_and_bias: bool = False  # false: norm-layer parameters and biases get no weight decay
+    norm_lr_scale: float = 1.0        # learning-rate multiplier for norm-layer parameters; their decay per step
+    #                                   (lr x weight_decay) is kept the same (airbench: 64)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"              # constant | cosine | linear | onecycle (a multiplier of optimizer.lr per step)
+    warmup: float = 0.0               # warm-up length: a fraction of all steps if < 1, else a number of steps
+    start_factor: float = 0.0         # multiplier at step 0 (the warm-up rises from it to 1)
+    final_factor: float = 0.0         # multiplier at the last step
+
+
+@dataclass
+class EmaConfig:
+    enabled: bool = False             # evaluate and save an exponential moving average of the weights
+    decay: float = 0.999
+    every: int = 1                    # update it every N steps (the decay is applied per update)
+
+
+@dataclass
+class LookaheadConfig:
+    enabled: bool = False             # every N steps pull the weights to a slow average (and finish on it)
+    every: int = 5
+    decay: float = 0.95               # per-step decay; the average keeps decay**every x (progress ** power) ...
+    power: float = 3.0                # ... so early on it follows the fast weights, late it averages (airbench)
+
+
+@dataclass
+class WhitenConfig:
+    enabled: bool = False             # initialise the first conv as a frozen patch-whitening layer (airbench)
+    images: int = 5000                # training images the patch covariance is estimated on
+    eps: float = 5e-4                 # added to the eigenvalues
+    bias_epochs: Optional[int] = None  # train the layer's bias this many epochs, then freeze it (null: always)
+
+
+@dataclass
+class TrainerConfig:
+    device: str = "auto"              # auto (cuda when available) | cpu | cuda | cuda:1 ...
+    seed: int = 0
+    deterministic: bool = False       # deterministic kernels (slower on CUDA); seeding is always done
+    cpu_threads: Optional[int] = None  # torch intra-op threads while training on the CPU (null: leave as is);
+    #                                    1 is fastest for small models and when several runs share the cores
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    label_smoothing: float = 0.0
+    loss_reduction: str = "mean"      # mean | sum (sum: the lr is per example, as in airbench)
+    grad_clip: Optional[float] = None  # clip the global gradient norm to this value
+    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 | bf16-pure | fp16-pure
+    channels_last: Optional[bool] = None  # null: on CUDA only
+    compile: bool = False             # torch.compile the model for training
+    compile_mode: Optional[str] = None  # passed to torch.compile (e.g. max-autotune)
+    augment: Optional[AugmentConfig] = None  # null: the data set's own `augment` (no flips for digits, ...)
+    init: str = "default"             # default | dirac (convs start as identity maps where shapes allow; airbench)
+    train_norm_weights: bool = True   # false: norm-layer scales stay 1 (only their biases learn; airbench)
+    whiten_stem: WhitenConfig = field(default_factory=WhitenConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+    tta: str = "none"                 # test-time augmentation: none | flip | flip_translate
+    eval_every: int = 1               # validation accuracy every N epochs (0: only at the end)
+    keep_best: bool = False           # finish on the weights of the best validation epoch
+    evaluate_test: bool = True        # measure test accuracy at the end (search evaluators turn it off)
+    log_every: int = 20               # steps between progress updates and divergence checks
+    progress: Optional[bool] = None   # progress bar; null: when stderr is a terminal
+
+
+def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None = None,
+                   **overrides: Any) -> TrainerConfig:
+    """A checked TrainerConfig from a Hydra node or a mapping: unknown keys, wrong types, unknown names
+    (optimizer, schedule, precision, ...) and impossible values are ConfigErrors before any work is done."""
+    if isinstance(config, DictConfig):  # resolve interpolations (${seed}) against the config it came from
+        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
+    base = OmegaConf.structured(TrainerConfig)
+    try:
+        merged = OmegaConf.merge(base, config or {}, overrides)
+        result = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(str(key), str(err).splitlines()[0], hint="see conf/trainer/default.yaml") from err
+    assert isinstance(result, TrainerConfig)
+    from search.training.checks import check_config  # the registries import this module
+    check_config(result)
+    return result

@@ -1,0 +1,157 @@
+"""The in-process profiler: the timing loop, memory meter, settings, and the result cache a search relies on."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+
+from compiler.api import compile_source
+from compiler.profiling import measure
+from compiler.profiling.cache import ProfileCache, architecture_fingerprint, cache_key
+from compiler.profiling.profiler import MeasurementError, Profiler
+
+NET = """
+model net(width = 8) {
+    input x: [3, 16, 16]
+    f = x -> conv(width, 3) -> bn -> relu -> maxpool(2)
+    output f -> flatten -> linear(10)
+}
+"""
+QUICK = dict(device="cpu", threads=1, warmup=1, warmup_s=0.0, min_time_s=0.0, min_iters=3, max_iters=3)
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert measure.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert measure.percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7)
+    assert measure.percentile([1.0, 2.0, 3.0, 4.0], 0) == 1.0 and measure.percentile([7.0], 90) == 7.0
+    with pytest.raises(ValueError):
+        measure.percentile([], 50)
+
+
+def test_timing_loop_respects_warmup_and_iteration_bounds() -> None:
+    calls = []
+    cpu = torch.device("cpu")
+    fixed = measure.Settings(warmup=3, warmup_s=0.0, min_time_s=0.0, min_iters=7, max_iters=7)
+    times = measure.time_iterations(lambda: calls.append(1), cpu, fixed)
+    assert len(times) == 7 and len(calls) == 10 and all(t >= 0 for t in times)
+    capped = dataclasses.replace(fixed, min_time_s=60.0, min_iters=2, max_iters=5)
+    assert len(measure.time_iterations(lambda: None, cpu, capped)) == 5  # a minute asked, the cap wins
+    # adaptive: ~1 ms steps and 50 ms asked for -> about 50 iterations, never fewer than min_iters
+    adaptive = dataclasses.replace(fixed, min_time_s=0.05, min_iters=4, max_iters=10_000)
+    sleeper = measure.time_iterations(lambda: time.sleep(0.001), cpu, adaptive)
+    assert 4 <= len(sleeper) <= 60 and measure.percentile(sleeper, 50) >= 1.0
+
+
+def test_settings_reject_mistakes_with_a_message() -> None:
+    with pytest.raises(ValueError, match="dtype must be one of fp32, fp16, bf16"):
+        measure.Settings(dtype="fp8")
+    with pytest.raises(ValueError, match="batch sizes must be positive"):
+        measure.Settings(batch_sizes=())
+    with pytest.raises(ValueError, match="needs device='cpu' and threads=1"):
+        measure.Settings(clock="thread")
+    assert measure.Settings(clock="thread", threads=1).key()["clock"] == "thread"
+
+
+def test_cpu_memory_meter_sees_rss_growth() -> None:
+    with measure.MemoryMeter(torch.device("cpu")) as meter:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    assert block.sum() > 0
+    assert 60 <= meter.peak_bytes / 2**20 < 200 and meter.kind == "cpu_rss_growth"
+
+
+def test_profiler_cache_is_hit_on_a_repeat(tmp_path) -> None:
+    path = tmp_path / "cache.sqlite"
+    profiler = Profiler(cache=path, batch_sizes=[1, 2], **QUICK)
+    result = compile_source(NET)
+    first = profiler.profile(result)
+    assert first["cached"] is False and profiler.measured == 1
+    assert [r["batch_size"] for r in first["results"]] == [1, 2] and first["results"][0]["median_ms"] > 0
+    again = profiler.profile(compile_source(NET))
+    assert again["cached"] is True and profiler.measured == 1 and profiler.cache.hits == 1
+    assert again["results"] == first["results"]
+    # the same network under another model name is the same architecture
+    renamed = compile_source(NET.replace("model net", "model other"))
+    assert profiler.profile(renamed)["cached"] is True
+    # another architecture, or other settings, are measured
+    assert profiler.profile(compile_source(NET, width=16))["cached"] is False and profiler.measured == 2
+    bf16 = Profiler(cache=profiler.cache, batch_sizes=[1, 2], dtype="bf16", **QUICK)
+    assert bf16.profile(result)["cached"] is False
+    # the file keeps the reports for the next run (a new process would see the same)
+    reopened = Profiler(cache=path, batch_sizes=(1, 2), **{**QUICK, "min_iters": 5, "max_iters": 5})
+    assert reopened.profile(result)["cached"] is True and reopened.measured == 0
+    assert len(ProfileCache(path)) == 3
+
+
+def test_metrics_give_objective_values_at_a_batch_size() -> None:
+    profiler = Profiler(batch_sizes=(1, 4), **QUICK)
+    result = compile_source(NET)
+    one, four = profiler.metrics(result), profiler.metrics(result, batch_size=4)
+    assert set(one) == {"latency_ms", "latency_p90_ms", "throughput", "peak_mem_mb"}
+    assert one["throughput"] == pytest.approx(1e3 / one["latency_ms"])
+    assert four["throughput"] == pytest.approx(4e3 / four["latency_ms"])
+    assert profiler.measured == 1  # both from one report
+    with pytest.raises(ValueError, match="batch size 8 is not among the profiled ones"):
+        profiler.metrics(result, batch_size=8)
+    assert profiler(result.graph)["latency_ms"] == one["latency_ms"]  # a Graph works too (and hits the cache)
+
+
+def test_out_of_memory_is_a_failed_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    profiler = Profiler(batch_sizes=(1,), **QUICK)
+
+    def oom(*args: object, **kwargs: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(measure, "time_iterations", oom)
+    report = profiler.profile(compile_source(NET))
+    assert report["results"] == [{"batch_size": 1, "error": "out of memory: CUDA out of memory. Tried to allocate "
+                                                            "2.00 GiB"}]
+    with pytest.raises(MeasurementError, match="at batch size 1: out of memory"):
+        profiler.metrics(compile_source(NET))
+
+
+def test_train_mode_runs_an_optimizer_step() -> None:
+    model = compile_source(NET).build()
+    before = [p.detach().clone() for p in model.parameters()]
+    report = measure.profile_module(model, [(3, 16, 16)], measure.Settings(train=True, batch_sizes=(2,), **QUICK))
+    assert report["settings"]["train"] is True and model.training
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_fingerprints_separate_architectures_and_settings() -> None:
+    a, b = compile_source(NET).graph, compile_source(NET, width=9).graph
+    assert architecture_fingerprint(a) != architecture_fingerprint(b)
+    assert architecture_fingerprint(a) == architecture_fingerprint(compile_source(NET).graph)
+    s = measure.Settings(**QUICK)
+    longer = dataclasses.replace(s, min_time_s=2.0, max_iters=100)
+    assert cache_key(a, s) == cache_key(a, longer)  # how long it ran is not part of the key
+    assert cache_key(a, s) != cache_key(a, dataclasses.replace(s, channels_last=True))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_report_uses_events_and_device_memory() -> None:
+    report = Profiler(device="cuda", batch_sizes=(1, 8), dtype="fp16", channels_last=True, warmup=2,
+                      min_time_s=0.05).profile(compile_source(NET))
+    assert report["device"]["type"] == "cuda" and report["versions"]["cuda"]
+    assert all(r["peak_mem_kind"] == "cuda_max_memory_allocated" and r["peak_mem_mb"] > 0
+               for r in report["results"])
+
+
+def test_analytic_costs_count_params_macs_and_live_activations() -> None:
+    from compiler.backends.summary import analytic_costs
+    result = compile_source("""
+    model tiny() {
+        input x: [4, 8, 8]
+        y = x -> conv(4, 3) -> relu
+        output (x, y) -> add -> flatten -> linear(3)
+    }
+    """)
+    costs = analytic_costs(result.graph, batch_size=2)
+    assert costs["params"] == (4 * 4 * 9 + 4) + (256 * 3 + 3)
+    assert costs["macs"] == 2 * (256 * 4 * 9 + 256 * 3)
+    # live at the add: x, the conv output (relu runs in place on it) and the sum: 3 x 256 elements
+    assert costs["inference_activation_peak_mb"] == 3 * 256 * 2 * 4 / 2**20
+    assert result.summary["inference_activation_peak_mb"]["fp32_batch32"] == round(3 * 256 * 32 * 4 / 2**20, 3)
+    # the training estimate keeps every fresh output for backward: conv, relu, add, linear (flatten is a view)
+    assert costs["train_activation_memory_mb"] == (256 + 256 + 256 + 3) * 2 * 4 / 2**20

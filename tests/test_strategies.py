@@ -1,0 +1,177 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from search import nb201
+from search.budget import BudgetedSearch, run_search
+from search.evaluators.table import TableEvaluator
+from search.objectives import ObjectiveSet, pareto_indices
+from search.space import SimpleSpace, mutate, neighbours, random_genotype, size
+from search.strategies import STRATEGIES, build_strategy, strategy_class
+from search.strategies.base import Strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+NB201_CSV = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
+CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "search").glob("*.yaml"))
+SMALL = SimpleSpace.from_sizes(4, 3, 5, 2, 4)  # 480 genotypes
+TARGET = (3, 0, 2, 1, 1)
+
+
+def toy(genotype):
+    """Analytic objective with one optimum (0 at TARGET) and an interaction between decisions 0 and 2."""
+    distance = sum((a - b) ** 2 for a, b in zip(genotype, TARGET))
+    return {"accuracy": -float(distance) - 0.5 * (genotype[0] == genotype[2]), "status": "ok"}
+
+
+def build(name, space=SMALL, seed=0, objectives="accuracy"):
+    config = OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy
+    make = instantiate(config, _partial_=True, _convert_="all")  # as the search task does
+    return make(space=space, seed=seed, objectives=objectives)
+
+
+def test_space_helpers():
+    rng = np.random.default_rng(0)
+    assert size(SMALL) == 480
+    g = random_genotype(SMALL, rng)
+    around = neighbours(SMALL, g)
+    assert len(around) == sum(n - 1 for n in (4, 3, 5, 2, 4)) and len(set(around)) == len(around)
+    assert all(sum(a != b for a, b in zip(g, n)) == 1 for n in around)
+    for _ in range(50):
+        assert mutate(SMALL, g, rng) in around
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_finds_a_good_toy_genotype_without_paying_twice(name):
+    history = run_search(build(name), toy, budget=60, seed=0)
+    genotypes = [r.genotype for r in history]
+    assert len(genotypes) == 60 and len(set(genotypes)) == 60
+    assert max(r.metrics["accuracy"] for r in history) >= -2.0  # the optimum is 0; the space's mean is -9.3
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_resume_gives_the_same_future(name):
+    """Checkpoint mid-run (through JSON), rebuild, load: the rest of the run equals the uninterrupted one."""
+    def drive(search, steps):
+        out = []
+        for _ in range(steps):
+            g = search.next()
+            metrics = toy(g) if sum(g) % 7 else {"status": "failed", "error": "simulated crash"}
+            search.record(g, metrics)
+            out.append(g)
+        return out
+
+    whole = BudgetedSearch(build(name, seed=3), budget=40, seed=3)
+    full = drive(whole, 40)
+    first = BudgetedSearch(build(name, seed=3), budget=40, seed=3)
+    head = drive(first, 17)
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = BudgetedSearch(build(name, seed=3), budget=40, seed=3)
+    resumed.load_state_dict(state)
+    assert head + drive(resumed, 23) == full
+    assert resumed.next() is None and resumed.spent == 40
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_failed_candidates_rank_last(name):
+    failing = {g for g in (random_genotype(SMALL, np.random.default_rng(s)) for s in range(100))}
+
+    def evaluate(g):
+        return {"status": "failed", "error": "OOM"} if g in failing or g == TARGET else toy(g)
+
+    history = run_search(build(name, seed=1), evaluate, budget=50, seed=1)
+    assert any(r.metrics["status"] == "failed" for r in history)
+    ok = [r for r in history if r.metrics["status"] == "ok"]
+    assert max(r.metrics["accuracy"] for r in ok) >= -3.0
+
+
+@pytest.mark.parametrize("name", ["random", "evolution", "rl", "local", "local_textbook"])
+def test_nb201_table_search_beats_the_median(name):
+    evaluator = TableEvaluator(NB201_CSV)
+    history = run_search(build(name, space=nb201.SPACE, seed=0), evaluator, budget=30, seed=0)
+    assert max(r.metrics["accuracy"] for r in history) > 92.0  # the table's median is 90.75
+
+
+class Stubborn(Strategy):
+    """Always proposes the same genotype: the budget wrapper must neither loop forever nor pay twice."""
+
+    def _propose(self):
+        return (0, 0)
+
+    def _observe(self, genotype, fitness, metrics):
+        pass
+
+
+def test_budget_wrapper_answers_repeats_from_cache_and_exhausts_the_space():
+    space = SimpleSpace.from_sizes(2, 3)
+    calls = []
+
+    def evaluate(g):
+        calls.append(g)
+        return {"accuracy": float(sum(g)), "status": "ok"}
+
+    search = BudgetedSearch(Stubborn(space), budget=100, max_repeats=5)
+    history = run_search(Stubborn(space), evaluate, budget=100, max_repeats=5)
+    assert sorted(calls) == sorted(r.genotype for r in history) and len(set(calls)) == 6  # all, each once
+    assert history[0].genotype == (0, 0)
+    assert history[1].genotype in neighbours(space, (0, 0))  # fallback: a neighbour of the best so far
+    assert search.next() == (0, 0) and search.next() != (0, 0)
+
+
+def test_budget_wrapper_rejects_double_records():
+    search = BudgetedSearch(build("random"), budget=3)
+    g = search.next()
+    search.record(g, toy(g))
+    with pytest.raises(ValueError, match="already evaluated"):
+        search.record(g, toy(g))
+
+
+def test_nsga2_approaches_the_pareto_front():
+    space = SimpleSpace.from_sizes(6, 6, 6)
+
+    def evaluate(g):  # accuracy grows with size, params too: a trade-off
+        return {"accuracy": float(sum(g)) - 0.3 * (g[0] - g[1]) ** 2, "params": float(g[0] + g[1] + g[2]) ** 2,
+                "status": "ok"}
+
+    objectives = ObjectiveSet.coerce(["accuracy", "min:params"])
+    strategy = build_strategy("nsga2", space, seed=0, objectives=objectives, population_size=10)
+    history = run_search(strategy, evaluate, budget=80)
+    front = [history[i].genotype for i in pareto_indices([r.metrics for r in history], objectives)]
+    # On the true front g[0] == g[1]: the search should have found most sums with that property.
+    on_front = {g for g in front if g[0] == g[1]}
+    assert len(on_front) >= 5 and len(on_front) / len(front) >= 0.8
+
+
+def test_load_state_checks_strategy_and_space():
+    state = build("evolution").state_dict()
+    with pytest.raises(ValueError, match="belongs to strategy 'RegularizedEvolution'"):
+        build("random").load_state_dict(state)
+    with pytest.raises(ValueError, match="another search space"):
+        build("evolution", space=SimpleSpace.from_sizes(2, 2)).load_state_dict(state)
+
+
+def test_registry_names_every_class_and_explains_unknown_names():
+    for name in STRATEGIES:
+        assert issubclass(strategy_class(name), Strategy)
+    with pytest.raises(KeyError, match="unknown strategy 'evolutoin'"):
+        strategy_class("evolutoin")
+
+
+def test_batch_ask_proposes_distinct_genotypes_for_guided_local():
+    strategy = build("local", space=nb201.SPACE)
+    for g in strategy.ask(5):
+        strategy.tell(g, {"accuracy": float(sum(g)), "status": "ok"})
+    batch = strategy.ask(8)
+    assert len(set(batch)) == 8
+
+
+@pytest.mark.parametrize("order", ["random", "model"])
+def test_hill_climb_orders_reach_the_toy_optimum(order):
+    strategy = build_strategy("hill_climb", SMALL, seed=2, order=order, init_samples=5)
+    history = run_search(strategy, toy, budget=80, seed=2)
+    assert max(r.metrics["accuracy"] for r in history) == 0.0  # TARGET itself
+    with pytest.raises(ValueError, match="order must be one of"):
+        build_strategy("hill_climb", SMALL, order="steepest")
