@@ -85,3 +85,15 @@ def test_resume_after_sigkill_mid_training_equals_an_uninterrupted_run(tmp_path:
     resumed = run_cli(*args, f"out_dir={out}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _essence(out) == _essence(tmp_path / "ref")
+
+
+def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path: Path) -> None:
+    proc = run_cli("-m", "+search=evolution,random", "seed=0,1", "space=nb201", "evaluator=table",
+                   "++search.budget=3", "++search.progress=false", "++task.export_best=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/history.jsonl"))
+    assert len(jobs) == 4
+    runs = [[json.loads(line)["genotype"] for line in job.read_text().splitlines()] for job in jobs]
+    assert all(len(r) == 3 for r in runs)
+    assert runs[0] != runs[1]  # seeds 0 and 1 differ
