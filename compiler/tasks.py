@@ -1,15 +1,17 @@
 """Tasks of the compiler's command line. Each takes the composed config and returns an exit status."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.api import CompileOptions, compile_file
+from compiler.api import CompileOptions, compile_file, read_source
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
+from compiler.space import Space, load_space
 
 log = logging.getLogger("compiler")
 
@@ -33,10 +35,32 @@ def model_params(cfg: DictConfig) -> dict[str, Any]:
     return dict(OmegaConf.to_container(params, resolve=True)) if params else {}  # type: ignore[arg-type]
 
 
+def check_space(cfg: DictConfig, space: Space) -> int:
+    """A file with choices: check the space statically, list its decisions, write space.json."""
+    space.validate()
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    decisions = [{"name": d.name, "kind": d.kind, "options": list(d.options), "source": str(d.span)}
+                 for d in space.decisions]
+    (out / "space.json").write_text(json.dumps({"name": space.name, "size": space.size, "decisions": decisions},
+                                               indent=2) + "\n")
+    width = max(len(d.name) for d in space.decisions)
+    for d in space.decisions:
+        print(f"{d.name.ljust(width)}  {d.kind:<5}  {' | '.join(d.options)}")
+    print(f"{space.name}: a search space of {space.size:,} architectures in {len(space.decisions)} decisions; every "
+          f"option compiles (checked one decision at a time and on random combinations)")
+    print(f"wrote {out / 'space.json'}; search it with `python -m compiler +search=evolution space=...` "
+          f"(see conf/space/)")
+    return 0
+
+
 def compile_task(cfg: DictConfig) -> int:
     if not cfg.get("arch"):
         raise ArchError("no .arch file given", hint="run e.g. `python -m compiler arch=examples/resnet18.arch`")
     load_op_modules(cfg.get("ops") or [])
+    space = load_space(read_source(cfg.arch), str(cfg.arch), options=compile_options(cfg), **model_params(cfg))
+    if space.decisions:
+        return check_space(cfg, space)
     result = compile_file(cfg.arch, options=compile_options(cfg), **model_params(cfg))
     out = result.write(output_dir(cfg))
     for warning in result.warnings:

@@ -30,6 +30,7 @@ def build_space(cfg: DictConfig, evaluator: Any) -> Space:
         input_shape, num_classes = data_spec()
         params.setdefault("num_classes", num_classes)
     space = load_space_file(cfg.space.arch, options=CompileOptions(input_shape=input_shape), **params)
+    space.validate(samples=4)  # a space whose options cannot all have consistent shapes stops here, located
     return space
 
 

@@ -60,3 +60,15 @@ def test_user_registered_op_from_the_config(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "unknown op or block 'channel_shuffle'" in proc.stderr
     proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}", "ops=[no_such_module_xyz]")
     assert proc.returncode == 2 and "cannot import op module 'no_such_module_xyz'" in proc.stderr
+
+
+def test_compiling_a_space_checks_it_and_lists_its_decisions(tmp_path: Path) -> None:
+    proc = run_cli(f"arch={EXAMPLES / 'spaces' / 'digits.arch'}", f"out_dir={tmp_path / 's'}")
+    assert proc.returncode == 0, proc.stderr
+    space = json.loads((tmp_path / "s" / "space.json").read_text())
+    assert space["size"] == 768 and [d["name"] for d in space["decisions"]][:3] == ["width", "stage1_block", "op"]
+    assert "a search space of 768 architectures in 7 decisions" in proc.stdout
+    bad = tmp_path / "bad_space.arch"
+    bad.write_text("model t() { input x: [3, 8, 8]\n a = x -> conv([3 | 4], 1)\n output (a, x) -> add }")
+    proc = run_cli(f"arch={bad}", f"out_dir={tmp_path / 'b'}")
+    assert proc.returncode == 2 and f"{bad}:3:" in proc.stderr and "with the choices t.a=4" in proc.stderr
