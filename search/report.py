@@ -39,7 +39,7 @@ def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path
 
 
 def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]], objectives: ObjectiveSet,
-           out: Path) -> list[str]:
+           out: Path, fmt: str = "png") -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,9 +64,9 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
         ax.set_title("search progress")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "progress.png", dpi=120)
+        fig.savefig(out / f"progress.{fmt}", dpi=120)
         plt.close(fig)
-        made.append("progress.png")
+        made.append(f"progress.{fmt}")
         # Pareto plot: the first two objectives, or the primary one against parameters.
         names = [o.name for o in objectives.objectives]
         x_name, y_name = (names[1], names[0]) if len(names) > 1 else ("params", primary.name)
@@ -84,9 +84,9 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
         ax.set_title("Pareto front" if len(names) > 1 else f"{y_name} against {x_name}")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "pareto.png", dpi=120)
+        fig.savefig(out / f"pareto.{fmt}", dpi=120)
         plt.close(fig)
-        made.append("pareto.png")
+        made.append(f"pareto.{fmt}")
     return made
 
 
