@@ -78,6 +78,8 @@ class TrainEvaluator:
         """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py."""
         model, result = self._train(genotype, space, {"evaluate_test": True, **self.final_overrides})
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+        # model.py expects inputs normalised like this: (pixels / 255 - mean) / std, per channel
+        metrics["normalization"] = {"mean": list(self.data.mean), "std": list(self.data.std)}
         if result.ok:
             trained = result.model if result.model is not None else model
             torch.save({k: v.detach().cpu() for k, v in trained.state_dict().items()}, out / "weights.pt")
