@@ -54,6 +54,7 @@ class _Scope:
     output: str | None = None
     inputs: Sequence[str] = ()                # for blocks: the incoming node names
     is_model: bool = False
+    evaluator: Evaluator | None = None        # made on first use (see Expander.evaluator)
 
 
 def _assigned_names(body: Sequence[ast.Stmt]) -> set[str]:
@@ -89,8 +90,11 @@ class Expander:
         return ArchError(message, span, self.source, hint)
 
     def evaluator(self, scope: _Scope) -> Evaluator:
-        return Evaluator(scope.consts, values=scope.values, chooser=self.chooser, context=scope.namespace,
-                         source=self.source)
+        """One per scope: it reads the scope's dicts, which later statements update in place."""
+        if scope.evaluator is None:
+            scope.evaluator = Evaluator(scope.consts, values=scope.values, chooser=self.chooser,
+                                        context=scope.namespace, source=self.source)
+        return scope.evaluator
 
     def _bind(self, what: str, params: Sequence[ast.Param], call: ast.Call, scope: _Scope,
               outer: Evaluator, namespace: str = "") -> dict[str, Value]:
