@@ -9,26 +9,29 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.api import CompileOptions
+from compiler.api import CompileOptions, read_source
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
 from compiler.tasks import output_dir
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
 from search.report import write_report
+from search.training.specialise import data_parameters, model_parameters
 
 log = logging.getLogger("search")
 
 
 def build_space(cfg: DictConfig, evaluator: Any) -> Space:
-    """The space, re-specialised to the evaluator's data (input shape, class count) when it trains."""
+    """The space, re-specialised to the evaluator's data when it trains: the data's input shape, and the model
+    parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does)."""
     given = cfg.space.get("params")
     params: dict[str, Any] = dict(OmegaConf.to_container(given, resolve=True)) if given else {}  # type: ignore[arg-type]
     input_shape = None
-    data_spec = getattr(evaluator, "data_spec", None)
-    if data_spec is not None:
-        input_shape, num_classes = data_spec()
-        params.setdefault("num_classes", num_classes)
+    data = getattr(evaluator, "data", None)  # evaluators that train expose their DataSplits
+    if data is not None:
+        input_shape = tuple(data.input_shape)
+        declared = model_parameters(read_source(cfg.space.arch), str(cfg.space.arch))
+        params = {**data_parameters(declared, data), **params}
     space = load_space_file(cfg.space.arch, options=CompileOptions(input_shape=input_shape), **params)
     space.validate(samples=4)  # a space whose options cannot all have consistent shapes stops here, located
     return space

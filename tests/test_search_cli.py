@@ -97,3 +97,19 @@ def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path: Path) -> None
     runs = [[json.loads(line)["genotype"] for line in job.read_text().splitlines()] for job in jobs]
     assert all(len(r) == 3 for r in runs)
     assert runs[0] != runs[1]  # seeds 0 and 1 differ
+
+
+def test_space_is_specialised_only_through_parameters_it_declares(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from search.search_task import build_space
+    arch = tmp_path / "no_classes.arch"
+    arch.write_text("model s() { input x: [3, 32, 32]\n output x -> conv([4 | 8], 3) -> global_avgpool -> flatten }")
+    data = SimpleNamespace(input_shape=(1, 8, 8), num_classes=10)
+    space = build_space(OmegaConf.create({"space": {"arch": str(arch), "params": {}}}), SimpleNamespace(data=data))
+    assert space.params == {} and space.compile((1,)).summary["input_shape"] == [1, 8, 8]
+    digits = build_space(OmegaConf.create({"space": {"arch": str(ROOT / "examples/spaces/digits.arch"),
+                                                     "params": {"num_classes": 3}}}), SimpleNamespace(data=data))
+    assert digits.params == {"num_classes": 3, "in_channels": 1, "size": 8}  # the user's override wins

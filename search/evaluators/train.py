@@ -55,10 +55,6 @@ class TrainEvaluator:
             self._data = load_dataset(self.dataset_config)
         return self._data
 
-    def data_spec(self) -> tuple[tuple[int, ...], int]:
-        """(input shape, class count): the space is re-specialised to them."""
-        return tuple(self.data.input_shape), int(self.data.num_classes)
-
     def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
         seed = candidate_seed(self.seed, genotype)
         seed_everything(seed)  # before building: the initial weights come from the seeded generator too

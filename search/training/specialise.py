@@ -26,15 +26,19 @@ def model_parameters(text: str, filename: str) -> list[str]:
     return [p.name for p in models[0].params] if models else []
 
 
+def data_parameters(declared: list[str], data: DataSplits) -> dict[str, Any]:
+    """The data-derived values of the model parameters in ``declared`` (the convention above)."""
+    return {name: value for name, rule in DATA_PARAMS.items()
+            if name in declared and (value := rule(data)) is not None}
+
+
 def compile_for_data(arch: str | Path, data: DataSplits, params: Mapping[str, Any] | None = None,
                      options: CompileOptions | None = None) -> CompileResult:
     """Compile ``arch`` for ``data``; ``params`` (the user's overrides) win over the data-derived values."""
     text, filename = read_source(arch), str(arch)
     options = options or CompileOptions()
     declared = model_parameters(text, filename)
-    derived = {name: value for name, rule in DATA_PARAMS.items()
-               if name in declared and (value := rule(data)) is not None}
-    chosen = {**derived, **(params or {})}
+    chosen = {**data_parameters(declared, data), **(params or {})}
     where = f"dataset '{data.name}' ({list(data.input_shape)}, {data.num_classes} classes)"
     try:
         result = compile_source(text, filename, options=CompileOptions(data.input_shape, options.debug,
