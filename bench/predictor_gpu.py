@@ -59,8 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall", help="CPU with --threads 1 only")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-predictor", action="store_true")
-    parser.add_argument("--examples", default="", help="part 1: comma-separated examples (default: all)")
+    parser.add_argument("--examples", default="",
+                        help="part 1: comma-separated examples, measured in this order (default: all)")
     parser.add_argument("--accuracy-batch-sizes", default="1,256")
+    parser.add_argument("--block-time", type=float, default=None,
+                        help="part 1: our harness's timed block in seconds (default: the harness's own)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.3, help="part 1: seconds per tool per repeat")
     parser.add_argument("--accuracy-budget", type=float, default=240.0,
@@ -101,7 +104,7 @@ def device_line(args: argparse.Namespace) -> str:
 
 def harness_accuracy(args: argparse.Namespace, out: Path) -> None:
     settings = Settings(device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
-                        clock=args.clock, min_time_s=args.min_time)
+                        clock=args.clock, min_time_s=args.min_time, block_time_s=args.block_time)
     goal = 3.0 if args.device.startswith("cuda") else 5.0
     print(f"== part 1: harness vs Timer on {device_line(args)}, {args.repeats} repeats", flush=True)
     print(HEADER)
@@ -164,20 +167,24 @@ def predictor_error(args: argparse.Namespace, out: Path) -> None:
         rounds = [[measure_compiled_ms(m, batch, model_settings) for m in models] for _ in range(args.model_rounds)]
         rows = []
         for (name, model), measured in zip(named, map(min, zip(*rounds))):
-            predicted = predict_ms(table, model.graph, batch)
+            predicted = predict_ms(table, model.graph, batch)  # the shipped predictor (overlap on a GPU)
+            summed = predict_ms(table, model.graph, batch, mode="sum")  # session 1's rule, for comparison
             rows.append({"model": name, "params": model.summary["params"], "macs": model.summary["macs"],
-                         "measured_ms": measured, "predicted_ms": predicted,
+                         "measured_ms": measured, "predicted_ms": predicted, "sum_predicted_ms": summed,
                          "error_pct": 100 * (predicted - measured) / measured})
         predicted_ms = [r["predicted_ms"] for r in rows]
         measured_ms = [r["measured_ms"] for r in rows]
         stats = error_stats(predicted_ms, measured_ms)
-        part = {"rows": rows, "stats": stats.__dict__, "summary": stats.line()}
+        summed_stats = error_stats([r["sum_predicted_ms"] for r in rows], measured_ms)
+        part = {"rows": rows, "stats": stats.__dict__, "summary": stats.line(),
+                "sum_stats": summed_stats.__dict__, "sum_summary": summed_stats.line()}
         if len(rows) >= 4:
             part["calibrated"] = calibrated(predicted_ms, measured_ms)
         report["batch_sizes"][str(batch)] = part
         write(out / "predictor.json", report)
         print(f"batch {batch}: measured {min(measured_ms):.3f}-{max(measured_ms):.3f} ms; predictor {stats.line()} "
               f"(goal MAPE <= 10 %)", flush=True)
+        print(f"batch {batch}: sum of isolated op latencies instead: {summed_stats.line()}", flush=True)
         if "calibrated" in part:
             print(f"batch {batch}: with one scale {part['calibrated']['scale']:.3f} fitted on the even networks, "
                   f"odd networks: {part['calibrated']['summary']}", flush=True)

@@ -5,6 +5,7 @@ blocked_autorange() median on the same model, input and settings, measured side 
     python bench/profile_accuracy.py --examples resnet18,resnet20 --threads 2 --json out.json
     python bench/profile_accuracy.py --threads 1 --clock thread         # both tools on thread CPU time
     python bench/profile_accuracy.py --device cuda --batch-sizes 1,256 --dtype fp16 --channels-last
+    python bench/profile_accuracy.py --device cuda --examples airbench94 --block-time 0   # one event pair per call
 
 For each example and batch size, each of the R repeats measures with both tools (alternating which goes first, so
 drift hits both alike). Printed: the median over repeats of each tool's median, the run-to-run spread (min-max
@@ -106,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
                         help="CPU with --threads 1: 'thread' makes both tools time the thread's CPU time, which "
                              "machines shared with other jobs disturb less")
+    parser.add_argument("--block-time", type=float, default=None,
+                        help="our harness's timed block in seconds (default: 0.01 on cuda, 0 on cpu)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds each tool times per repeat")
     parser.add_argument("--goal", type=float, default=None, help="goal in %% (default 5 on cpu, 3 on cuda)")
@@ -114,19 +117,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def example_files(names: str) -> list[Path]:
-    files = sorted((ROOT / "examples").glob("*.arch"))
-    if names:
-        wanted = names.split(",")
-        files = [f for f in files if f.stem in wanted]
-        if len(files) != len(wanted):
-            known = sorted(f.stem for f in (ROOT / "examples").glob("*.arch"))
-            raise SystemExit(f"unknown example in {wanted}; known: {known}")
-    return files
+    """The named examples in the order given (default: all, sorted)."""
+    files = {f.stem: f for f in sorted((ROOT / "examples").glob("*.arch"))}
+    if not names:
+        return list(files.values())
+    wanted = names.split(",")
+    unknown = [w for w in wanted if w not in files]
+    if unknown:
+        raise SystemExit(f"unknown example(s) {unknown}; known: {sorted(files)}")
+    return [files[w] for w in wanted]
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = Settings(device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
-                        clock=args.clock, min_time_s=args.min_time)
+                        clock=args.clock, min_time_s=args.min_time, block_time_s=args.block_time)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     goal = args.goal if args.goal is not None else (3.0 if args.device.startswith("cuda") else 5.0)
     print(f"harness vs torch.utils.benchmark.Timer on {args.device} ({torch.__version__}), {args.dtype}"

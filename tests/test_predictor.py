@@ -15,7 +15,8 @@ from compiler.errors import ArchError
 from compiler.profiling.measure import Settings
 from compiler.profiling.optable import (OVERHEAD, LatencyTable, distinct_ops, fill_table, measure_compiled_ms,
                                         op_key, single_op_graph)
-from compiler.profiling.predictor import LatencyPredictor, MissingEntries, error_stats, kendall_tau, predict_ms
+from compiler.profiling.predictor import (LatencyPredictor, MissingEntries, error_stats, fit_scale,
+                                         held_out_calibration, kendall_tau, predict_ms)
 from compiler.profiling.synthetic import mobilenet_like, sample_space
 from compiler.profiling.task import profile_ops_task
 from conftest import EXAMPLES, run_cli
@@ -72,13 +73,60 @@ def test_prediction_counts_the_call_overhead_once() -> None:
     table, values = hand_table()
     graph = compile_source(NET).graph
     assert predict_ms(table, graph, 1) == pytest.approx(0.25 + sum(v - 0.25 for v in values.values()))
-    with pytest.raises(MissingEntries, match=r"no batch-2 entry for 6 op\(s\) of 'net': overhead, "
-                                             r".*task=profile_ops"):
+    with pytest.raises(MissingEntries, match=r"no batch-2 entry for 6 op\(s\) of 'net': the empty-model "
+                                             r"overhead, .*task=profile_ops"):
         predict_ms(table, graph, 2)
+    assert predict_ms(table, graph, 1, mode="sum") == predict_ms(table, graph, 1)  # CPU entries: auto is sum
+    with pytest.raises(ValueError, match="needs host_ms and device_ms"):
+        predict_ms(table, graph, 1, mode="overlap")
+    with pytest.raises(ValueError, match="mode must be one of auto, sum, overlap"):
+        predict_ms(table, graph, 1, mode="max")
+
+
+def test_gpu_prediction_overlaps_host_and_device_streams() -> None:
+    """With host (issue) and device (run) times, a model takes as long as the slower stream, not the sum of each
+    op's slower side: here a launch-bound op and a compute-bound op overlap."""
+    graph = compile_source(NET).graph
+    table = LatencyTable.for_settings(QUICK)
+    ops = [n for n in graph.nodes if n.op != "input"]
+    host = {n.name: 0.02 for n in ops}
+    device = {n.name: 0.001 for n in ops}
+    device[ops[0].name] = 0.5  # the conv is compute-bound
+    for node in ops:
+        table.put(op_key(node), 1, {"ms": max(host[node.name], device[node.name]), "host_ms": host[node.name],
+                                    "device_ms": device[node.name]})
+    table.put(OVERHEAD, 1, {"ms": 0.01, "host_ms": 0.01, "device_ms": 0.0})
+    host_total = 0.01 + sum(h - 0.01 for h in host.values())
+    device_total = sum(device.values())
+    assert predict_ms(table, graph, 1) == pytest.approx(max(host_total, device_total)) == pytest.approx(0.5 + 4 * 0.001)
+    summed = predict_ms(table, graph, 1, mode="sum")
+    assert summed == pytest.approx(0.01 + 0.49 + 4 * 0.01) and summed > predict_ms(table, graph, 1)
+    assert LatencyPredictor(table, mode="sum").predict(compile_source(NET)) == pytest.approx(summed)
+
+
+def test_calibration_scale_is_fitted_judged_held_out_and_applied() -> None:
+    assert fit_scale([1.0, 2.0, 4.0], [1.5, 3.0, 100.0]) == 1.5  # the median ratio ignores the outlier
+    assert fit_scale([1.0, 1.0], [2.0, 4.0]) == 3.0
+    predicted = [1.0, 2.0, 3.0, 4.0]
+    held = held_out_calibration(predicted, [0.8 * p for p in predicted])
+    assert held.mape == pytest.approx(0.0, abs=1e-9) and held.n == 4
+    # each fold is scaled by the other's fit: even positions by 1.0 (fitted on odd), odd by 0.5 (fitted on even)
+    held = held_out_calibration(predicted, [0.5, 2.0, 1.5, 4.0])
+    assert held.mape == pytest.approx((100 + 50 + 100 + 50) / 4)
+    with pytest.raises(ValueError, match="at least four"):
+        held_out_calibration(predicted[:3], predicted[:3])
+    table, _ = hand_table()
+    graph = compile_source(NET).graph
+    raw = predict_ms(table, graph, 1)
+    table.calibration["1"] = 0.8
+    assert predict_ms(table, graph, 1) == pytest.approx(0.8 * raw)
+    assert predict_ms(table, graph, 1, calibrated=False) == predict_ms(table, graph, 1, mode="sum") == raw
+    assert LatencyPredictor(table).predict(compile_source(NET)) == pytest.approx(0.8 * raw)
 
 
 def test_table_round_trips_and_refuses_other_settings(tmp_path: Path) -> None:
     table, _ = hand_table()
+    table.calibration["1"] = 0.9
     path = table.save(tmp_path / "t" / "table.json")
     again = LatencyTable.load(path)
     assert again == table
@@ -166,7 +214,7 @@ def test_cpu_predictor_predicts_the_examples_within_the_stated_error() -> None:
 
 @pytest.mark.slow
 def test_profile_ops_task_builds_extends_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["task=profile_ops", "device=cpu", f"task.archs=[{EXAMPLES / 'resnet20.arch'}]", "task.synthetic=1",
+    args = ["task=profile_ops", "device=cpu", f"task.archs=[{EXAMPLES / 'resnet20.arch'}]", "task.synthetic=3",
             "task.synthetic_resolution=32", "task.threads=1", "task.op_min_time_s=0.002", "task.model_min_time_s=0.01",
             "task.model_rounds=1"]
     first = run_cli(*args, f"out_dir={tmp_path}")
@@ -175,8 +223,13 @@ def test_profile_ops_task_builds_extends_and_reports(tmp_path: Path, capsys: pyt
     assert "threads 1" in table["device"] and table["settings"]["rotate_mb"] == 32.0 and OVERHEAD in table["entries"]
     report = json.loads((tmp_path / "predictor_report.json").read_text())
     rows = report["batch_sizes"]["1"]["rows"]
-    assert [r["model"] for r in rows] == ["resnet20", "mnet_0"] and all(r["measured_ms"] > 0 for r in rows)
-    assert "MAPE" in first.stdout and "Kendall tau" in first.stdout
+    assert [r["model"] for r in rows] == ["resnet20", "mnet_0", "mnet_1", "mnet_2"]
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)
+    assert "MAPE" in first.stdout and "Kendall tau" in first.stdout and "calibrated (scale" in first.stdout
+    # four models: one scale fitted on them is stored in the table, and judged on models left out of the fit
+    scale = report["batch_sizes"]["1"]["calibration"]["scale"]
+    assert table["calibration"] == {"1": scale} and 0.1 < scale < 10
+    assert report["batch_sizes"]["1"]["calibration"]["held_out"]["n"] == 4
     # again, in this process: the table on disk is extended, nothing measured twice; other settings are refused
     args += [f"task.table={tmp_path / 'latency_table_cpu.json'}", f"out_dir={tmp_path / 'again'}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

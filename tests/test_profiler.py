@@ -34,14 +34,78 @@ def test_timing_loop_respects_warmup_and_iteration_bounds() -> None:
     calls = []
     cpu = torch.device("cpu")
     fixed = measure.Settings(warmup=3, warmup_s=0.0, min_time_s=0.0, min_iters=7, max_iters=7)
-    times = measure.time_iterations(lambda: calls.append(1), cpu, fixed)
-    assert len(times) == 7 and len(calls) == 10 and all(t >= 0 for t in times)
+    timing = measure.time_iterations(lambda: calls.append(1), cpu, fixed)
+    assert timing.iters == 7 and timing.block_iters == 1 and len(calls) == 10
+    assert len(timing.samples_ms) == 7 and all(t >= 0 for t in timing.samples_ms)
     capped = dataclasses.replace(fixed, min_time_s=60.0, min_iters=2, max_iters=5)
-    assert len(measure.time_iterations(lambda: None, cpu, capped)) == 5  # a minute asked, the cap wins
+    assert measure.time_iterations(lambda: None, cpu, capped).iters == 5  # a minute asked, the cap wins
     # adaptive: ~1 ms steps and 50 ms asked for -> about 50 iterations, never fewer than min_iters
     adaptive = dataclasses.replace(fixed, min_time_s=0.05, min_iters=4, max_iters=10_000)
-    sleeper = measure.time_iterations(lambda: time.sleep(0.001), cpu, adaptive)
+    sleeper = measure.time_iterations(lambda: time.sleep(0.001), cpu, adaptive).samples_ms
     assert 4 <= len(sleeper) <= 60 and measure.percentile(sleeper, 50) >= 1.0
+
+
+def test_timing_loop_times_blocks_of_back_to_back_iterations() -> None:
+    """One event per block boundary (what a GPU needs for launch-bound networks), exercised with host events."""
+    cpu = torch.device("cpu")
+    blocked = measure.Settings(warmup=2, warmup_s=0.0, min_time_s=0.06, min_iters=4, max_iters=10_000,
+                               block_time_s=0.005)
+    timing = measure.time_iterations(lambda: time.sleep(0.001), cpu, blocked)
+    # ~1 ms per call, 5 ms blocks -> about 5 calls per block (fewer if the machine slows the warm-up)
+    assert 2 <= timing.block_iters <= 6 and len(timing.samples_ms) >= measure.MIN_BLOCKS
+    assert timing.iters == timing.block_iters * len(timing.samples_ms)
+    assert all(1.0 <= t < 5.0 for t in timing.samples_ms)  # a sample is a block's mean per iteration
+    # a huge block never leaves fewer than MIN_BLOCKS samples when there are that many iterations
+    huge = dataclasses.replace(blocked, min_time_s=0.0, min_iters=10, max_iters=10, block_time_s=60.0)
+    few = measure.time_iterations(lambda: None, cpu, huge)
+    assert (few.block_iters, len(few.samples_ms)) == (2, 5)
+    # defaults: blocks on CUDA, every iteration alone on the CPU
+    assert measure.Settings(device="cuda").block_seconds() == measure.CUDA_BLOCK_S > 0
+    assert measure.Settings().block_seconds() == 0.0
+    with pytest.raises(ValueError, match="must not be negative"):
+        measure.Settings(block_time_s=-1.0)
+
+
+def test_host_and_device_times_coincide_on_the_cpu() -> None:
+    """The GPU's split of a call into issuing and running, on the CPU: both are the synchronous time."""
+    settings = measure.Settings(warmup=1, warmup_s=0.0)
+    host, work = measure.time_host_and_device(lambda: time.sleep(0.002), torch.device("cpu"), settings,
+                                              calls=3, bursts=3)
+    assert 2.0 <= host < 20.0 and 2.0 <= work < 20.0 and abs(host - work) / host < 0.2
+    clock = measure.HostEvent(iter([1.0, 1.25]).__next__)
+    later = measure.HostEvent(lambda: 1.25)
+    clock.record()
+    later.record()
+    assert clock.elapsed_time(later) == pytest.approx(250.0)
+
+
+def test_gpu_burst_is_repeated_with_a_longer_spin_when_the_device_ran_dry(monkeypatch) -> None:
+    """The CUDA control path of time_host_and_device, on the CPU: fake events and a fake spin kernel. A burst
+    whose start event had already completed when the host finished issuing is discarded and the spin doubled."""
+    spins: list[float] = []
+    answers = iter([True, False, False])  # start.query(): ran dry once, then busy while the host issues
+
+    class FakeEvent:
+        def __init__(self) -> None:
+            self.at = 0.0
+
+        def record(self) -> None:
+            self.at = time.perf_counter()
+
+        def query(self) -> bool:
+            return next(answers)
+
+        def elapsed_time(self, end: "FakeEvent") -> float:
+            return 3.0 * 2  # pretend the device ran the 2 calls in 6 ms
+
+    monkeypatch.setattr(measure, "make_event", lambda device, settings: FakeEvent())
+    monkeypatch.setattr(measure, "synchronize", lambda device: None)
+    monkeypatch.setattr(measure, "sleep_device", lambda device, ms: spins.append(ms))
+    settings = measure.Settings(device="cuda", warmup=1, warmup_s=0.0)
+    host, work = measure.time_host_and_device(lambda: time.sleep(0.001), torch.device("cuda"), settings,
+                                              calls=2, bursts=2)
+    assert len(spins) == 3 and spins[1] == pytest.approx(2 * spins[0]) and spins[2] == spins[1]
+    assert work == 3.0 and 1.0 <= host < 10.0
 
 
 def test_settings_reject_mistakes_with_a_message() -> None:

@@ -18,13 +18,21 @@ from typing import Any, Callable, Sequence
 import torch
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+CUDA_BLOCK_S = 0.01   # default timed block on a GPU: one event per ~10 ms keeps the events' cost below 0.1 %
+MIN_BLOCKS = 5        # fewest samples a measurement is split into (when it has that many iterations)
 
 
 @dataclass(frozen=True)
 class Settings:
     """What to measure and how long. Timing is adaptive: after warming up (at least ``warmup`` iterations and
-    ``warmup_s`` seconds), it runs enough iterations to fill ``min_time_s``, within [min_iters, max_iters]."""
+    ``warmup_s`` seconds), it runs enough iterations to fill ``min_time_s``, within [min_iters, max_iters].
+
+    Iterations run back to back and are timed in blocks of about ``block_time_s`` each (one clock reading or CUDA
+    event per block boundary): a sample is a block's mean time per iteration. On a GPU a network that is bound by
+    the host's kernel launches would otherwise be slowed by the timing itself (event records cost host time on
+    every iteration); on the CPU a clock reading is ~0.1 us, so by default every iteration is its own block.
+    """
 
     device: str = "cpu"
     batch_sizes: tuple[int, ...] = (1,)
@@ -40,6 +48,7 @@ class Settings:
     min_time_s: float = 0.5
     min_iters: int = 10
     max_iters: int = 10000
+    block_time_s: float | None = None  # None: 0.01 s on CUDA, 0 (each iteration timed alone) on the CPU
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,8 +58,8 @@ class Settings:
             problems.append(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
         if self.min_iters < 1 or self.max_iters < self.min_iters:
             problems.append(f"need 1 <= min_iters <= max_iters, got {self.min_iters} and {self.max_iters}")
-        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0:
-            problems.append("warmup, warmup_s and min_time_s must not be negative")
+        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0 or (self.block_time_s or 0) < 0:
+            problems.append("warmup, warmup_s, min_time_s and block_time_s must not be negative")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads must be positive, got {self.threads}")
         if self.clock not in ("wall", "thread"):
@@ -67,6 +76,11 @@ class Settings:
         return {"device": self.device, "batch_sizes": list(self.batch_sizes), "dtype": self.dtype,
                 "channels_last": self.channels_last, "compile": self.compile, "train": self.train,
                 "threads": self.threads, "clock": self.clock}
+
+    def block_seconds(self) -> float:
+        if self.block_time_s is not None:
+            return self.block_time_s
+        return CUDA_BLOCK_S if self.device.startswith("cuda") else 0.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -85,13 +99,42 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_iterations(step: Callable[[], Any], device: torch.device, settings: Settings) -> list[float]:
-    """Per-iteration latencies of ``step()`` in milliseconds: CUDA events on a GPU, ``perf_counter`` on the CPU.
+class HostEvent:
+    """The CPU's stand-in for ``torch.cuda.Event``: ``record()`` reads the host clock, as the CPU runs ops
+    synchronously. One timing loop then serves both devices."""
 
-    Warm-up runs at least one iteration. The iteration count is chosen from the warm-up's synchronized
-    per-iteration time, so a GPU queue never runs far ahead of the clock; the device is synchronized once after
-    the timed iterations.
-    """
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.at = math.nan
+
+    def record(self) -> None:
+        self.at = self.clock()
+
+    def elapsed_time(self, end: "HostEvent") -> float:
+        return (end.at - self.at) * 1e3
+
+
+def make_event(device: torch.device, settings: Settings) -> Any:
+    if device.type == "cuda":
+        return torch.cuda.Event(enable_timing=True)
+    return HostEvent(time.thread_time if settings.clock == "thread" else time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency samples in ms: each the mean time per iteration of one block of ``block_iters`` back-to-back
+    iterations."""
+
+    samples_ms: list[float]
+    block_iters: int
+
+    @property
+    def iters(self) -> int:
+        return len(self.samples_ms) * self.block_iters
+
+
+def warm_up(step: Callable[[], Any], device: torch.device, settings: Settings) -> float:
+    """Run ``step`` until warm (at least one call); the typical synchronized seconds per call."""
     start = time.perf_counter()
     warm: list[float] = []
     while len(warm) < max(settings.warmup, 1) or time.perf_counter() - start < settings.warmup_s:
@@ -99,25 +142,93 @@ def time_iterations(step: Callable[[], Any], device: torch.device, settings: Set
         step()
         synchronize(device)
         warm.append(time.perf_counter() - t0)
-    estimate_s = percentile(warm[1:] or warm, 50)  # the first call may include one-off work (torch.compile)
+    return percentile(warm[1:] or warm, 50)  # the first call may include one-off work (torch.compile)
+
+
+def time_iterations(step: Callable[[], Any], device: torch.device, settings: Settings) -> Timing:
+    """Time ``step()`` after warming up: CUDA events on a GPU, the host clock on the CPU.
+
+    The iteration count comes from the warm-up's synchronized time per call (so a GPU queue never runs far ahead
+    of the clock); iterations then run back to back, with one event at each block boundary, and the device is
+    synchronized once at the end.
+    """
+    estimate_s = warm_up(step, device, settings)
     wanted = math.ceil(settings.min_time_s / estimate_s) if estimate_s > 0 else settings.max_iters
     iters = max(settings.min_iters, min(settings.max_iters, wanted))
-    if device.type == "cuda":
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        for begin, end in zip(starts, ends):
-            begin.record()
+    block_s = settings.block_seconds()
+    per_block = max(1, math.ceil(block_s / estimate_s)) if block_s > 0 and estimate_s > 0 else 1
+    per_block = min(per_block, max(1, iters // MIN_BLOCKS))  # enough samples for a median and a p90
+    blocks = max(1, iters // per_block)
+    marks = [make_event(device, settings) for _ in range(blocks + 1)]
+    marks[0].record()
+    for mark in marks[1:]:
+        for _ in range(per_block):
             step()
-            end.record()
+        mark.record()
+    synchronize(device)
+    return Timing([a.elapsed_time(b) / per_block for a, b in zip(marks, marks[1:])], per_block)
+
+
+def sleep_device(device: torch.device, ms: float) -> None:
+    """Keep a GPU busy for about ``ms`` milliseconds (a spinning kernel); a no-op on the CPU."""
+    if device.type == "cuda" and ms > 0:
+        torch.cuda._sleep(int(ms * _sleep_cycles_per_ms(device)))
+
+
+_CYCLES_PER_MS: dict[str, float] = {}
+
+
+def _sleep_cycles_per_ms(device: torch.device) -> float:
+    """The GPU's spin-kernel speed, measured once per device (clock rates are not reported portably)."""
+    key = str(device)
+    if key not in _CYCLES_PER_MS:
+        cycles = 10_000_000
+        torch.cuda._sleep(1000)  # load the kernel
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
         synchronize(device)
-        return [begin.elapsed_time(end) for begin, end in zip(starts, ends)]
-    times = []
+        _CYCLES_PER_MS[key] = cycles / max(start.elapsed_time(end), 1e-3)
+    return _CYCLES_PER_MS[key]
+
+
+def time_host_and_device(step: Callable[[], Any], device: torch.device, settings: Settings,
+                         calls: int = 32, bursts: int = 5) -> tuple[float, float]:
+    """(host ms, device ms) per call of ``step``, medians over ``bursts``.
+
+    A GPU runs kernels asynchronously: a call costs the host the time to issue it and the device the time to run
+    it, and a network's latency depends on both (``predictor.py``). To separate them, the device is held busy by
+    a spin kernel while the host issues a burst of ``calls``: the host clock then sees only issuing, and the
+    events around the burst see the kernels run back to back. If the device ran dry before the host finished
+    issuing (``start.query()``), the burst is repeated with a longer spin. On the CPU both figures are the same
+    synchronous time, through the same code.
+    """
+    estimate_ms = warm_up(step, device, settings) * 1e3
+    host: list[float] = []
+    work: list[float] = []
+    spin_ms = 2.0 * calls * estimate_ms + 1.0
     clock = time.thread_time if settings.clock == "thread" else time.perf_counter
-    for _ in range(iters):
+    while len(host) < bursts:
+        synchronize(device)
+        sleep_device(device, spin_ms)
+        start, end = make_event(device, settings), make_event(device, settings)
+        start.record()
         t0 = clock()
-        step()
-        times.append((clock() - t0) * 1e3)
-    return times
+        for _ in range(calls):
+            step()
+        issued_ms = (clock() - t0) * 1e3
+        still_busy = device.type != "cuda" or not start.query()
+        end.record()
+        synchronize(device)
+        if not still_busy:
+            spin_ms *= 2
+            if spin_ms > 60_000:
+                raise RuntimeError("the GPU kept up with the host issuing calls even behind a 60 s spin kernel")
+            continue
+        host.append(issued_ms / calls)
+        work.append(start.elapsed_time(end) / calls)
+    return percentile(host, 50), percentile(work, 50)
 
 
 # ---- memory -------------------------------------------------------------------------------------
@@ -228,10 +339,11 @@ def measure_batch(model: torch.nn.Module, runner: Callable[..., Any], input_shap
     try:
         with meter, torch.set_grad_enabled(settings.train):
             inputs = make_inputs(input_shapes, batch_size, device, settings)
-            times = time_iterations(make_step(model, runner, inputs, settings), device, settings)
+            timing = time_iterations(make_step(model, runner, inputs, settings), device, settings)
     except torch.cuda.OutOfMemoryError as err:
         torch.cuda.empty_cache()
         return {"batch_size": batch_size, "error": f"out of memory: {str(err).splitlines()[0]}"}
+    times = timing.samples_ms
     median = percentile(times, 50)
     return {
         "batch_size": batch_size,
@@ -240,7 +352,8 @@ def measure_batch(model: torch.nn.Module, runner: Callable[..., Any], input_shap
         "mean_ms": sum(times) / len(times),
         "min_ms": min(times),
         "max_ms": max(times),
-        "iters": len(times),
+        "iters": timing.iters,
+        "block_iters": timing.block_iters,  # iterations per timed block: each statistic is over block means
         "throughput": batch_size * 1e3 / median if median > 0 else None,  # samples per second
         "peak_mem_mb": meter.peak_bytes / 2**20,
         "peak_mem_kind": meter.kind,
@@ -286,14 +399,15 @@ def format_report(report: dict[str, Any]) -> str:
     head = (f"{report['model']} on {dev['name']} ({s['device']}), {s['dtype']}"
             f"{', channels_last' if s['channels_last'] else ''}{', torch.compile' if s['compile'] else ''}, {mode}; "
             f"torch {report['versions']['torch']}")
-    lines = [head, f"{'batch':>6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>11} {'peak MB':>9} {'iters':>6}"]
+    lines = [head, f"{'batch':>6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>11} {'peak MB':>9} {'iters':>6} "
+                   f"{'per block':>9}"]
     for r in report["results"]:
         if "error" in r:
             lines.append(f"{r['batch_size']:>6} {r['error']}")
         else:
             throughput = r["throughput"] or math.nan
             lines.append(f"{r['batch_size']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} {throughput:>11.1f} "
-                         f"{r['peak_mem_mb']:>9.1f} {r['iters']:>6}")
+                         f"{r['peak_mem_mb']:>9.1f} {r['iters']:>6} {r['block_iters']:>9}")
     return "\n".join(lines)
 
 
@@ -314,6 +428,8 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
     parser.add_argument("--min-time", type=float, default=Settings.min_time_s, help="seconds of timed iterations")
     parser.add_argument("--min-iters", type=int, default=Settings.min_iters)
     parser.add_argument("--max-iters", type=int, default=Settings.max_iters)
+    parser.add_argument("--block-time", type=float, default=None,
+                        help="seconds per timed block of back-to-back iterations (default: 0.01 on cuda, 0 on cpu)")
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
     args = parser.parse_args(argv)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -323,7 +439,7 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
         settings = Settings(device=device, batch_sizes=batch_sizes, dtype=args.dtype,
                             channels_last=args.channels_last, compile=args.compile, train=args.train,
                             threads=args.threads, clock=args.clock, warmup=args.warmup, min_time_s=args.min_time,
-                            min_iters=args.min_iters, max_iters=args.max_iters)
+                            min_iters=args.min_iters, max_iters=args.max_iters, block_time_s=args.block_time)
     except ValueError as err:
         parser.error(str(err))
     return settings, args.json

@@ -4,6 +4,10 @@ Each distinct op is measured once, in isolation: the compiler lowers a one-node 
 inputs of its input shapes) to PyTorch exactly as it lowers whole models, and the harness's timing loop measures
 it. The cost of calling an empty model (``overhead``) is measured too, so that a model's prediction counts the
 call overhead once rather than once per op (see ``predictor.py``).
+
+An entry is ``{"ms": median latency}``; on a GPU it also holds ``host_ms`` (the host's time to issue the op's
+kernels) and ``device_ms`` (the kernels' time on the device), which the predictor needs because the two overlap
+inside a network (see ``measure.time_host_and_device``).
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ from compiler.api import CompileResult, compile_graph
 from compiler.ir.graph import Graph, Node, frozen
 from compiler.profiling.cache import device_fingerprint
 from compiler.profiling.measure import (DTYPES, Settings, make_inputs, percentile, prepare_module,
-                                        time_iterations)
+                                        time_host_and_device, time_iterations)
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 OVERHEAD = "overhead"  # the table row of an empty model (input -> identity)
 MAX_COPIES = 64        # most instances an op cycles through when measured with cold caches
 
@@ -47,26 +51,40 @@ def overhead_graph() -> Graph:
     return Graph("empty", (x, Node("op", "identity", ("x",), frozen())), "op")
 
 
-def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> float:
-    """Median inference latency (ms) of a compiled graph at one batch size, with the harness's timing loop.
-
-    ``copies`` > 1 cycles through that many instances (own weights, own inputs), so that each call finds its
-    data out of the nearest caches, as an op inside a whole model does, rather than hot from its last call.
-    """
+def _rotating_step(result: CompileResult, batch_size: int, settings: Settings, copies: int) -> Callable[[], Any]:
+    """A call of the compiled graph's module on fresh inputs; ``copies`` > 1 cycles through that many instances
+    (own weights, own inputs), so that each call finds its data out of the nearest caches, as an op inside a whole
+    model does, rather than hot from its last call."""
     device = torch.device(settings.device)
     shapes = [n.shape for n in result.graph.inputs]
-    with torch.no_grad():
-        model, runner = prepare_module(result.build(), settings)
-        calls = [(runner, make_inputs(shapes, batch_size, device, settings))]
-        for _ in range(copies - 1):  # copies of the first: new memory without initialising weights again
-            calls.append((prepare_module(copy.deepcopy(model), settings)[1],
-                          make_inputs(shapes, batch_size, device, settings)))
-        turn = itertools.cycle(calls)
+    model, runner = prepare_module(result.build(), settings)
+    calls = [(runner, make_inputs(shapes, batch_size, device, settings))]
+    for _ in range(copies - 1):  # copies of the first: new memory without initialising weights again
+        calls.append((prepare_module(copy.deepcopy(model), settings)[1], make_inputs(shapes, batch_size, device, settings)))
+    turn = itertools.cycle(calls)
 
-        def step() -> Any:
-            runner, inputs = next(turn)
-            return runner(*inputs)
-        return percentile(time_iterations(step, device, settings), 50)
+    def step() -> Any:
+        runner, inputs = next(turn)
+        return runner(*inputs)
+    return step
+
+
+def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> float:
+    """Median inference latency (ms) of a compiled graph at one batch size, with the harness's timing loop."""
+    with torch.no_grad():
+        step = _rotating_step(result, batch_size, settings, copies)
+        return percentile(time_iterations(step, torch.device(settings.device), settings).samples_ms, 50)
+
+
+def measure_entry(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> dict[str, float]:
+    """A table entry: the median latency, and on a GPU also the host's and the device's time per call."""
+    entry = {"ms": measure_compiled_ms(result, batch_size, settings, copies)}
+    device = torch.device(settings.device)
+    if device.type == "cuda":
+        with torch.no_grad():
+            step = _rotating_step(result, batch_size, settings, copies)
+            entry["host_ms"], entry["device_ms"] = time_host_and_device(step, device, settings)
+    return entry
 
 
 def footprint_bytes(node: Node, batch_size: int, settings: Settings) -> int:
@@ -82,7 +100,8 @@ class LatencyTable:
 
     device: str                                    # device fingerprint (model, versions, threads)
     settings: dict[str, Any]                       # Settings.key() of the measurements, batch sizes left out
-    entries: dict[str, dict[str, float]] = field(default_factory=dict)  # op key -> {batch size: ms}
+    entries: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # op key -> {batch: entry}
+    calibration: dict[str, float] = field(default_factory=dict)  # batch -> scale fitted on whole models
 
     @classmethod
     def for_settings(cls, settings: Settings, rotate_mb: float = 0.0) -> "LatencyTable":
@@ -97,11 +116,16 @@ class LatencyTable:
     def rotate_bytes(self) -> float:
         return float(self.settings.get("rotate_mb", 0.0)) * 2**20
 
-    def get(self, key: str, batch_size: int) -> float | None:
+    def entry(self, key: str, batch_size: int) -> dict[str, float] | None:
         return self.entries.get(key, {}).get(str(batch_size))
 
-    def put(self, key: str, batch_size: int, ms: float) -> None:
-        self.entries.setdefault(key, {})[str(batch_size)] = ms
+    def get(self, key: str, batch_size: int) -> float | None:
+        """The median latency (ms) of an op, or None when it was not measured."""
+        found = self.entry(key, batch_size)
+        return None if found is None else found["ms"]
+
+    def put(self, key: str, batch_size: int, entry: dict[str, float] | float) -> None:
+        self.entries.setdefault(key, {})[str(batch_size)] = entry if isinstance(entry, dict) else {"ms": entry}
 
     def overhead(self, batch_size: int) -> float | None:
         return self.get(OVERHEAD, batch_size)
@@ -114,13 +138,16 @@ class LatencyTable:
 
     # ---- persistence ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"version": TABLE_VERSION, "device": self.device, "settings": self.settings, "entries": self.entries}
+        return {"version": TABLE_VERSION, "device": self.device, "settings": self.settings, "entries": self.entries,
+                "calibration": self.calibration}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LatencyTable":
         if data.get("version") != TABLE_VERSION:
             raise ValueError(f"latency table version {data.get('version')!r} is not {TABLE_VERSION}; rebuild it")
-        return cls(data["device"], data["settings"], {k: dict(v) for k, v in data["entries"].items()})
+        return cls(data["device"], data["settings"],
+                   {k: {b: dict(e) for b, e in v.items()} for k, v in data["entries"].items()},
+                   dict(data.get("calibration", {})))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a crash never leaves half a table)."""
@@ -166,7 +193,7 @@ def fill_table(table: LatencyTable, graphs: Iterable[Graph], batch_sizes: Iterab
     for done, (key, graph, batch, copies) in enumerate(todo, start=1):
         if key not in compiled:
             compiled[key] = compile_graph(graph)
-        table.put(key, batch, measure_compiled_ms(compiled[key], batch, settings, copies))
+        table.put(key, batch, measure_entry(compiled[key], batch, settings, copies))
         if progress is not None:
             progress(done, len(todo))
     return len(todo)

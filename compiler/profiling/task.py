@@ -16,7 +16,7 @@ from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.profiling.measure import Settings
 from compiler.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
-from compiler.profiling.predictor import error_stats, predict_ms
+from compiler.profiling.predictor import error_stats, fit_scale, held_out_calibration, predict_ms
 from compiler.profiling.synthetic import mobilenet_like, sample_space
 from compiler.tasks import output_dir
 
@@ -98,6 +98,11 @@ def profile_ops_task(cfg: DictConfig) -> int:
         return 0
     report = error_report(models, table, settings_for(cfg, float(task.model_min_time_s), sizes),
                           int(task.model_rounds))
+    if task.get("calibrate", True):
+        for batch, part in report["batch_sizes"].items():
+            if "calibration" in part:
+                table.calibration[batch] = part["calibration"]["scale"]
+        table.save(table_path)
     (out / "predictor_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_error_report(report))
     print(f"wrote {out / 'predictor_report.json'}")
@@ -114,10 +119,17 @@ def error_report(models: list[tuple[str, CompileResult]], table: LatencyTable, s
         times = [[measure_compiled_ms(m, batch, settings) for _, m in models] for _ in range(rounds)]
         rows = []
         for (name, model), measured in zip(models, map(min, zip(*times))):
-            rows.append({"model": name, "measured_ms": measured, "predicted_ms": predict_ms(table, model.graph, batch)})
-            rows[-1]["error_pct"] = 100 * (rows[-1]["predicted_ms"] - measured) / measured
-        stats = error_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
-        report["batch_sizes"][str(batch)] = {"rows": rows, "stats": stats.__dict__, "summary": stats.line()}
+            predicted = predict_ms(table, model.graph, batch, calibrated=False)
+            rows.append({"model": name, "measured_ms": measured, "predicted_ms": predicted,
+                         "error_pct": 100 * (predicted - measured) / measured})
+        predicted, measured = [r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]
+        stats = error_stats(predicted, measured)
+        part = {"rows": rows, "stats": stats.__dict__, "summary": stats.line()}
+        if len(rows) >= 4:  # enough networks to fit a scale and judge it on networks left out of the fit
+            held_out = held_out_calibration(predicted, measured)
+            part["calibration"] = {"scale": fit_scale(predicted, measured), "held_out": held_out.__dict__,
+                                   "summary": held_out.line()}
+        report["batch_sizes"][str(batch)] = part
     return report
 
 
@@ -128,4 +140,7 @@ def format_error_report(report: dict[str, Any]) -> str:
         lines += [f"{'':9}{r['model']:<22} {r['measured_ms']:>12.3f} {r['predicted_ms']:>13.3f} "
                   f"{r['error_pct']:>+7.1f}%" for r in part["rows"]]
         lines.append(f"batch {batch}: {part['summary']}")
+        if "calibration" in part:
+            lines.append(f"batch {batch}: calibrated (scale {part['calibration']['scale']:.3f}; error of two-fold "
+                         f"fits on the networks left out): {part['calibration']['summary']}")
     return "\n".join(lines)
