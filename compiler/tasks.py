@@ -8,8 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.api import CompileOptions, compile_file, read_source
-from compiler.errors import ArchError
+from compiler.api import CompileOptions, CompileResult, compile_file, read_source
+from compiler.backends.export import ExportError, check_formats, export_model
+from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space
 
@@ -35,6 +36,29 @@ def model_params(cfg: DictConfig) -> dict[str, Any]:
     return dict(OmegaConf.to_container(params, resolve=True)) if params else {}  # type: ignore[arg-type]
 
 
+def export_formats(cfg: DictConfig) -> list[str]:
+    """``export=[onnx,pt2,torchscript]`` from the config, checked before any work is done."""
+    try:
+        return check_formats([str(f) for f in cfg.get("export") or []])
+    except ValueError as err:
+        raise ArchError(str(err), Span("export", 0, 0), hint="e.g. export=[onnx,pt2]") from err
+
+
+def write_exports(compiled: CompileResult, model: Any, out: Path, formats: list[str], where: str) -> None:
+    """Export ``model`` (built from ``compiled``, with the weights it has) next to model.py, checked."""
+    if not formats:
+        return
+    try:
+        report = export_model(model, [n.shape for n in compiled.graph.inputs], out, formats)
+    except ExportError as err:
+        raise ArchError(str(err), Span(where, 0, 0), hint="model.py itself is fine; this format cannot express "
+                        "some op of the model (see the cause with debug=true)") from err
+    for name, entry in report["formats"].items():
+        diff = entry.get("max_abs_diff")
+        checked = f"max |diff| {diff:.2g} vs the model" if diff is not None else "not run"
+        print(f"exported {out / entry['file']} ({name}; checked with {entry['checked_with']}: {checked})")
+
+
 def check_space(cfg: DictConfig, space: Space) -> int:
     """A file with choices: check the space statically, list its decisions, write space.json."""
     space.validate()
@@ -58,8 +82,13 @@ def compile_task(cfg: DictConfig) -> int:
     if not cfg.get("arch"):
         raise ArchError("no .arch file given", hint="run e.g. `python -m compiler arch=examples/resnet18.arch`")
     load_op_modules(cfg.get("ops") or [])
+    formats = export_formats(cfg)
     space = load_space(read_source(cfg.arch), str(cfg.arch), options=compile_options(cfg), **model_params(cfg))
     if space.decisions:
+        if formats:
+            raise ArchError(f"{cfg.arch} is a search space ({len(space.decisions)} decisions): there is no one "
+                            "model to export", hint="export a searched model: its best/ folder is written with "
+                            "the same export=[...] setting")
         return check_space(cfg, space)
     result = compile_file(cfg.arch, options=compile_options(cfg), **model_params(cfg))
     out = result.write(output_dir(cfg))
@@ -67,4 +96,5 @@ def compile_task(cfg: DictConfig) -> int:
         print(warning)
     print(result.layer_table(cfg.task.get("max_rows")))
     print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
+    write_exports(result, result.build(), out, formats, str(cfg.arch))  # freshly initialised weights
     return 0

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from compiler.api import CompileOptions
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
-from compiler.tasks import model_params, output_dir
+from compiler.tasks import export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
 from search.training import OK, seed_everything, train, trainer_config
 from search.training.specialise import compile_for_data
@@ -36,6 +36,7 @@ def train_task(cfg: DictConfig) -> int:
         raise ArchError("input_shape cannot be set with task=train: the data set decides it",
                         hint="drop input_shape=...; pick the data with dataset=NAME")
     load_op_modules(cfg.get("ops") or [])
+    formats = export_formats(cfg)
     trainer = trainer_config(cfg.trainer)
     data = load_dataset(cfg.dataset)
     log.info("%s", data.describe())
@@ -69,6 +70,10 @@ def train_task(cfg: DictConfig) -> int:
         torch.save(state, out / "weights.pt")
         metrics["weights"] = "weights.pt"
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if result.ok and result.model is not None and formats:
+        trained = compiled.build()
+        trained.load_state_dict({k: v.detach().cpu() for k, v in result.model.state_dict().items()})
+        write_exports(compiled, trained, out, formats, str(cfg.arch))
     line = f"{result.status}: {result.message}"
     print(line if result.ok else f"training failed: {line}", file=sys.stdout if result.ok else sys.stderr)
     print(f"wrote {out / 'model.py'}, {out / 'metrics.json'}" + (f", {out / 'weights.pt'}" if "weights" in metrics
