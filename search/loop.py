@@ -20,7 +20,7 @@ from compiler.errors import ArchError
 from search.budget import BudgetedSearch
 from search.evaluators.cost import CostEvaluator
 from search.journal import Journal, atomic_write_json, read_json
-from search.objectives import FEASIBLE, ObjectiveSet
+from search.objectives import FEASIBLE, INFEASIBLE_STATUS, ObjectiveSet
 from search.strategies.base import Strategy
 
 log = logging.getLogger("search")
@@ -93,6 +93,10 @@ class SearchLoop:
             except ValueError as err:
                 raise ResumeError(f"{self.out_dir} holds a run of another configuration: {err}") from err
             start = state["evaluations"]
+        for record in records:  # evaluators that learn from results (early stopping) see the past again
+            observe = getattr(self.evaluator, "observe", None)
+            if observe is not None:
+                observe(record["metrics"])
         for record in records[start:]:
             genotype = search.next()
             if genotype is None or list(genotype) != record["genotype"]:
@@ -111,9 +115,18 @@ class SearchLoop:
         except ArchError as err:
             return _failure(err), ""
         try:
-            metrics = {**CostEvaluator()(genotype, self.space), **self.evaluator(genotype, self.space)}
+            # the cheap metrics first: a candidate that already breaks a hard constraint (params, latency, ...)
+            # is not trained at all
+            metrics = dict(CostEvaluator()(genotype, self.space))
             for measure in self.measurements:
                 metrics.update(measure(compiled))
+            violation = self.objectives.known_violation(metrics)
+            if violation > 0:
+                broken = ", ".join(f"{c.name}={metrics[c.name]:.4g} breaks {c}" for c in self.objectives.constraints
+                                   if c.name in metrics and c.violation(metrics) > 0)
+                return _finite({**metrics, "status": INFEASIBLE_STATUS, "violation": violation,
+                                "message": f"not trained: {broken}"}), arch
+            metrics.update(self.evaluator(genotype, self.space))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # a failing candidate is a result, not the end of the search

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Literal, Mapping, NamedTuple, Sequence
 
 Direction = Literal["max", "min"]
 OK = "ok"
+INFEASIBLE_STATUS = "infeasible"  # not trained: its cost metrics already broke a hard constraint
 
 FAILED, INFEASIBLE, FEASIBLE = 0, 1, 2  # fitness tiers, worst first
 
@@ -140,8 +141,15 @@ class ObjectiveSet:
     def violation(self, metrics: Mapping[str, Any]) -> float:
         return sum(c.violation(metrics) for c in self.constraints)
 
+    def known_violation(self, metrics: Mapping[str, Any]) -> float:
+        """The violation of the constraints whose metric is already known (e.g. params before training)."""
+        return sum(c.violation(metrics) for c in self.constraints if c.name in metrics)
+
     def fitness(self, metrics: Mapping[str, Any]) -> Fitness:
-        """Tiered scalar fitness of the primary objective (larger is better)."""
+        """Tiered scalar fitness of the primary objective (larger is better). A candidate skipped for breaking a
+        constraint before training ranks with the infeasible ones, by its violation."""
+        if status_of(metrics) == INFEASIBLE_STATUS:
+            return Fitness(INFEASIBLE, -float(metrics["violation"]))
         if not self.evaluated(metrics):
             return Fitness(FAILED, 0.0)
         violation = self.violation(metrics)

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from search.data import DataSplits, load_dataset
+from search.early_stopping import MedianStopping
 from search.training import seed_everything, train, trainer_config
 
 
@@ -35,19 +36,28 @@ def candidate_seed(seed: int, genotype: Sequence[int]) -> int:
 
 
 class TrainEvaluator:
-    """``(genotype, space) -> {accuracy, val_acc, train_seconds, ...}``; accuracy is the validation accuracy
-    (a fraction) after ``search_overrides`` training; ``final`` trains the best one for the report."""
+    """``(genotype, space) -> {accuracy, val_acc, val_curve, train_seconds, ...}``; accuracy is the validation
+    accuracy (a fraction) after ``search_overrides`` training; ``final`` trains the best one for the report.
+
+    With ``early_stopping`` (MedianStopping's options), a candidate whose validation accuracy falls clearly behind
+    the earlier candidates' is stopped (its metrics say ``stopped_epoch``; its accuracy is where it stopped)."""
 
     def __init__(self, dataset: Mapping[str, Any], trainer: Mapping[str, Any] | None = None,
                  search_overrides: Mapping[str, Any] | None = None,
-                 final_overrides: Mapping[str, Any] | None = None, seed: int = 0) -> None:
+                 final_overrides: Mapping[str, Any] | None = None, seed: int = 0,
+                 early_stopping: Mapping[str, Any] | None = None) -> None:
         self.dataset_config = _plain(dataset)
         self.trainer = _plain(trainer)
         self.search_overrides = _plain(search_overrides)
         self.final_overrides = _plain(final_overrides)
         self.seed = seed
         self._data: DataSplits | None = None
-        trainer_config(_merge(self.trainer, self.search_overrides))  # fail early on a bad trainer option
+        stopping = _plain(early_stopping)
+        self.stopper = MedianStopping(**stopping) if stopping else None
+        config = trainer_config(_merge(self.trainer, self.search_overrides))  # fail early on a bad trainer option
+        if self.stopper is not None and config.eval_every != 1:
+            raise ValueError("early stopping judges every epoch: it needs the search trainer's eval_every = 1, "
+                             f"got {config.eval_every}")
 
     @property
     def data(self) -> DataSplits:
@@ -55,20 +65,36 @@ class TrainEvaluator:
             self._data = load_dataset(self.dataset_config)
         return self._data
 
-    def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
+    def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any],
+               on_epoch: Any = None) -> tuple[Any, Any]:
         seed = candidate_seed(self.seed, genotype)
         seed_everything(seed)  # before building: the initial weights come from the seeded generator too
         model = space.compile(genotype).build()
         config = _merge(self.trainer, overrides, {"seed": seed})
-        return model, train(model, self.data, config)
+        return model, train(model, self.data, config, on_epoch=on_epoch)
 
     def __call__(self, genotype: Sequence[int], space: Any) -> dict[str, Any]:
+        curve: list[float] = []
+
+        def on_epoch(record: Mapping[str, Any]) -> bool:
+            if "val_acc" not in record:
+                return False
+            curve.append(float(record["val_acc"]))
+            return self.stopper is not None and self.stopper.should_stop(curve)
+
         _, result = self._train(genotype, space, {"evaluate_test": False, "progress": False,
-                                                  **self.search_overrides})
-        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+                                                  **self.search_overrides}, on_epoch)
+        metrics: dict[str, Any] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+        metrics["val_curve"] = curve
         if result.ok:
             metrics["accuracy"] = float(result.metrics["val_acc"])
+            self.observe(metrics)
         return metrics
+
+    def observe(self, metrics: Mapping[str, Any]) -> None:
+        """Learn from a result (the loop also hands over results replayed on resume)."""
+        if self.stopper is not None and metrics.get("status", "ok") == "ok" and metrics.get("val_curve"):
+            self.stopper.observe(metrics["val_curve"])
 
     def final(self, genotype: Sequence[int], space: Any, out: Path) -> dict[str, Any]:
         """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py."""

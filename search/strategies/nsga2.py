@@ -85,7 +85,7 @@ class NSGA2(Strategy):
         if any(m.genotype == genotype for m in self.population + self.offspring):
             return  # a cached result told again adds nothing new
         evaluated = self.objectives.evaluated(metrics)
-        violation = self.objectives.violation(metrics) if evaluated else 0.0
+        violation = -fitness.value if fitness.tier == INFEASIBLE else 0.0
         point = self.objectives.vector(metrics) if evaluated else ()
         member = Member(genotype, fitness.tier, violation, point)
         if len(self.population) < self.population_size:

@@ -120,11 +120,16 @@ class _GlobalFlags:
             torch.set_num_threads(threads)
 
 
+EpochHook = Callable[[dict[str, Any]], "bool | None"]
+
+
 class Trainer:
-    """Reusable: ``Trainer(config).fit(model, data)``; ``on_epoch`` receives each epoch's record as it is made."""
+    """Reusable: ``Trainer(config).fit(model, data)``; ``on_epoch`` receives each epoch's record as it is made and
+    may return True to end training after that epoch (early stopping of a search's bad candidates): the run then
+    finishes as usual, on the weights it has, and its metrics say ``stopped_epoch``."""
 
     def __init__(self, config: TrainerConfig | Mapping[str, Any] | None = None,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_epoch: EpochHook | None = None) -> None:
         self.cfg = config if isinstance(config, TrainerConfig) else trainer_config(config)
         check_config(self.cfg)
         self.on_epoch = on_epoch
@@ -135,7 +140,7 @@ class Trainer:
 
 
 def train(model: nn.Module, data: DataSplits, config: TrainerConfig | Mapping[str, Any] | None = None, *,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> TrainResult:
+          on_epoch: EpochHook | None = None, **overrides: Any) -> TrainResult:
     """Train ``model`` on ``data.train``; validation accuracy per epoch; test accuracy at the end."""
     cfg = trainer_config(config, **overrides) if overrides or not isinstance(config, TrainerConfig) else config
     return Trainer(cfg, on_epoch).fit(model, data)
@@ -144,8 +149,7 @@ def train(model: nn.Module, data: DataSplits, config: TrainerConfig | Mapping[st
 class _Run:
     """One training run: set-up, the step loop, final evaluation. Keeps the loop's state in one place."""
 
-    def __init__(self, cfg: TrainerConfig, model: nn.Module, data: DataSplits,
-                 on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    def __init__(self, cfg: TrainerConfig, model: nn.Module, data: DataSplits, on_epoch: EpochHook | None) -> None:
         self.cfg, self.data, self.on_epoch = cfg, data, on_epoch
         self.device = resolve_device(cfg.device)
         self.precision: Precision = resolve_precision(cfg.precision, self.device)
@@ -157,6 +161,7 @@ class _Run:
         self.eval_time = 0.0
         self.best: tuple[float, int] = (-math.inf, -1)
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.stopped_epoch: int | None = None  # set when on_epoch asked to stop
 
     # ---- set-up ---------------------------------------------------------------------------------
     def loader(self, split: Any, batch_size: int, train: bool) -> DeviceLoader:
@@ -221,7 +226,9 @@ class _Run:
             self.setup()
             self.bar.reset(total=self.total)
             for epoch in range(self.epochs):
-                self.train_epoch(epoch)
+                if self.train_epoch(epoch):
+                    self.stopped_epoch = epoch + 1
+                    break
             self.finish()
             metrics = self.final_metrics()
             status, message = OK, self.summary(metrics)
@@ -237,7 +244,8 @@ class _Run:
         return TrainResult(status, message, {**self.base_metrics(), **metrics, "status": status, "message": message},
                            self.history, self.model)
 
-    def train_epoch(self, epoch: int) -> None:
+    def train_epoch(self, epoch: int) -> bool:
+        """One epoch; True when the on_epoch hook asks to stop here."""
         cfg, model = self.cfg, self.model
         if self.stem is not None and self.stem.bias is not None and cfg.whiten_stem.bias_epochs is not None:
             self.stem.bias.requires_grad_(epoch < cfg.whiten_stem.bias_epochs)
@@ -292,8 +300,7 @@ class _Run:
         log.info("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
                  record["train_loss"], 100 * record["train_acc"],
                  f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
-        if self.on_epoch is not None:
-            self.on_epoch(record)
+        return bool(self.on_epoch(record)) if self.on_epoch is not None else False
 
     def check(self, loss_total: torch.Tensor, epoch: int) -> None:
         if not torch.isfinite(loss_total):
@@ -325,7 +332,9 @@ class _Run:
             changed = self.lookahead is not None or self.cfg.keep_best
             last = self.history[-1].get("val_acc")
             metrics["val_acc"] = self.timed_eval(self.model, self.val_loader) if changed or last is None else last
-            metrics["best_val_acc"], metrics["best_epoch"] = max(self.best, (metrics["val_acc"], self.epochs))
+            metrics["best_val_acc"], metrics["best_epoch"] = max(self.best, (metrics["val_acc"], len(self.history)))
+        if self.stopped_epoch is not None:
+            metrics["stopped_epoch"] = self.stopped_epoch
         if cfg.evaluate_test and len(self.data.test):
             test_loader = self.loader(self.data.test, cfg.eval_batch_size, False)
             before = self.eval_time
