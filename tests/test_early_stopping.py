@@ -131,3 +131,32 @@ def test_nsga2_ranks_skipped_candidates_by_their_violation() -> None:
         strategy.tell(g, {"status": "infeasible", "violation": violation, "params": 1000 * (1 + violation)})
     assert sorted(m.violation for m in strategy.population) == [0.5, 1.0, 2.0, 3.0]
     assert strategy.best[1] == (INFEASIBLE, -0.5)
+
+
+class Kill(BaseException):
+    """Stands in for a kill in the middle of a search."""
+
+
+def test_resumed_search_stops_the_same_candidates_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    space = load_space_file(str(SPACE))
+    objectives = ObjectiveSet.coerce("accuracy")
+
+    def loop(out: Path, hook: Any = None) -> SearchLoop:
+        evaluator = TrainEvaluator(DIGITS, search_overrides={**QUICK_TRAIN, "budget": {"epochs": 4}},
+                                   early_stopping={"min_epochs": 1, "min_candidates": 2}, seed=5)
+        return SearchLoop(space, RandomSearch(space, seed=5, objectives=objectives), evaluator, objectives, 7, out,
+                          seed=5, progress=False, on_result=hook)
+
+    def essence(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(tuple(r["genotype"]), r["metrics"].get("stopped_epoch"), tuple(r["metrics"]["val_curve"]))
+                for r in records]
+
+    reference = loop(tmp_path / "ref").run()
+    assert any("stopped_epoch" in r["metrics"] for r in reference)  # the rule acted in this run
+
+    def kill_at_4(record: dict[str, Any]) -> None:
+        if record["index"] == 3:
+            raise Kill
+    with pytest.raises(Kill):
+        loop(tmp_path / "run", kill_at_4).run()
+    assert essence(loop(tmp_path / "run").run()) == essence(reference)
