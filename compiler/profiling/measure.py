@@ -201,8 +201,8 @@ def time_host_and_device(step: Callable[[], Any], device: torch.device, settings
     it, and a network's latency depends on both (``predictor.py``). To separate them, the device is held busy by
     a spin kernel while the host issues a burst of ``calls``: the host clock then sees only issuing, and the
     events around the burst see the kernels run back to back. If the device ran dry before the host finished
-    issuing (``start.query()``), the burst is repeated with a longer spin. On the CPU both figures are the same
-    synchronous time, through the same code.
+    issuing (``start.query()``), the burst is repeated with a longer spin; after a good burst the spin is sized by
+    the host time it measured. On the CPU both figures are the same synchronous time, through the same code.
     """
     estimate_ms = warm_up(step, device, settings) * 1e3
     host: list[float] = []
@@ -228,6 +228,7 @@ def time_host_and_device(step: Callable[[], Any], device: torch.device, settings
             continue
         host.append(issued_ms / calls)
         work.append(start.elapsed_time(end) / calls)
+        spin_ms = 2.0 * issued_ms + 1.0  # the first spin was sized by synchronized calls: far too long for big ops
     return percentile(host, 50), percentile(work, 50)
 
 
