@@ -14,7 +14,7 @@ from compiler.backends.summary import layer_table, summarize
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.frontend.evaluate import Chooser
-from compiler.frontend.expand import Expander
+from compiler.frontend.expand import Expander, Relaxer
 from compiler.frontend.parser import parse
 from compiler.frontend.resolve import resolve
 from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
@@ -85,9 +85,10 @@ def parse_module(text: str, filename: str = "<string>", registry: OpRegistry = R
 
 
 def to_graph(module: ast.Module, source: str | None = None, params: Mapping[str, Any] | None = None,
-             options: CompileOptions = CompileOptions(), chooser: Chooser | None = None) -> Graph:
-    """AST -> concrete IR (blocks expanded; no passes yet)."""
-    return Expander(module, source=source, registry=options.registry, chooser=chooser).expand_model(
+             options: CompileOptions = CompileOptions(), chooser: Chooser | None = None,
+             relax: Relaxer | None = None) -> Graph:
+    """AST -> concrete IR (blocks expanded; no passes yet); with ``relax``, supernet IR (see expand.py)."""
+    return Expander(module, source=source, registry=options.registry, chooser=chooser, relax=relax).expand_model(
         params, options.input_shape)
 
 

@@ -99,7 +99,8 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: Any, objectives: ObjectiveSet,
-                 out: Path, config_text: str = "", export: bool = True) -> dict[str, Any]:
+                 out: Path, config_text: str = "", export: bool = True, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """``notes``: markdown lines a strategy adds after the summary (DARTS: its supernet, weights and warnings)."""
     out.mkdir(parents=True, exist_ok=True)
     front = pareto_front(records, objectives)
     atomic_write_json(out / "pareto.json", [
@@ -118,7 +119,7 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: An
              f"{len(records)} architectures evaluated ({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))}); "
              f"objectives: {', '.join(f'{o.direction} {o.name}' for o in objectives.objectives)}"
              + (f"; constraints: {', '.join(map(str, objectives.constraints))}" if objectives.constraints else "")
-             + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s.", ""]
+             + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s.", "", *notes]
     if best is not None:
         lines += ["## Best architecture", "", f"Evaluation {best['index']}: "
                   + ", ".join(f"{k} = {_fmt(v)}" for k, v in best["metrics"].items() if k in names + ["params", "macs"]),

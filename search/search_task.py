@@ -21,9 +21,10 @@ from search.training.specialise import data_parameters, model_parameters
 log = logging.getLogger("search")
 
 
-def build_space(cfg: DictConfig, evaluator: Any) -> Space:
+def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space:
     """The space, re-specialised to the evaluator's data when it trains: the data's input shape, and the model
-    parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does)."""
+    parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does).
+    ``validate``: compile every option first (a supernet, which holds every option, checks them itself)."""
     given = cfg.space.get("params")
     params: dict[str, Any] = dict(OmegaConf.to_container(given, resolve=True)) if given else {}  # type: ignore[arg-type]
     input_shape = None
@@ -33,7 +34,8 @@ def build_space(cfg: DictConfig, evaluator: Any) -> Space:
         declared = model_parameters(read_source(cfg.space.arch), str(cfg.space.arch))
         params = {**data_parameters(declared, data), **params}
     space = load_space_file(cfg.space.arch, options=CompileOptions(input_shape=input_shape), **params)
-    space.validate(samples=4)  # a space whose options cannot all have consistent shapes stops here, located
+    if validate:
+        space.validate(samples=4)  # a space whose options cannot all have consistent shapes stops here, located
     return space
 
 

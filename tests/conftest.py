@@ -20,6 +20,16 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Co
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is fastest, and two thrash when the machine is shared."""
+    import torch
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def small_cnn() -> str:
     return """
     model small(num_classes = 10) {

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import jinja2
 
@@ -121,12 +122,30 @@ def _forward_line(target: str, node: Node, lowering: Lowering, module_ref: str |
     return f"        {code}  # {node.name}: {_shape(node.shape)}"
 
 
-def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
-    """Python source of the model. Deterministic: the same graph gives the same text, byte for byte."""
-    used: set[str] = set()
+@dataclass(frozen=True)
+class LoweredGraph:
+    """The pieces of generated source for one graph; templates arrange them (model.py.j2, supernet.py.j2)."""
+
+    class_name: str
+    model_name: str
+    attributes: dict[str, str]       # node name -> its Python identifier (module attribute or input variable)
+    module_lines: list[str]          # __init__ body
+    input_vars: list[str]
+    forward_lines: list[str]         # forward() body, one statement per node
+    result: str                      # the variable forward() returns
+    example_inputs: str              # torch.randn(...) arguments for a test call
+
+
+def attribute_names(graph: Graph, reserved: Iterable[str] = ()) -> dict[str, str]:
+    """node name -> its identifier in the generated source (``self.NAME`` for layers): state_dict keys start so."""
+    used = {*reserved, class_name(graph.name)}
+    return {n.name: python_name(n.name, used) for n in graph.nodes}
+
+
+def lower_graph(graph: Graph, registry: OpRegistry = REGISTRY, reserved: Iterable[str] = ()) -> LoweredGraph:
+    """Lower every node; ``reserved`` names (the template's own variables) are never given to nodes or inputs."""
     cls = class_name(graph.name)
-    used.add(cls)
-    attr = {n.name: python_name(n.name, used) for n in graph.nodes}
+    attr = attribute_names(graph, reserved)
     in_place = in_place_nodes(graph, registry)
     inputs = graph.inputs
     regs = _Registers(graph, {n.name: attr[n.name] for n in inputs})
@@ -149,9 +168,16 @@ def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
         forward_lines.append(_forward_line(target, node, lowering, module_ref, args, node.name in in_place))
 
     example = ", ".join(f"torch.randn(2, *{tuple(n.shape)!r})" for n in inputs)
+    return LoweredGraph(cls, cls if not graph.name.isidentifier() else graph.name, attr, module_lines,
+                        [attr[n.name] for n in inputs], forward_lines, regs.var[graph.output], example)
+
+
+def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
+    """Python source of the model. Deterministic: the same graph gives the same text, byte for byte."""
+    low = lower_graph(graph, registry)
     return template("model.py.j2").render(
-        class_name=cls, model_name=cls if not graph.name.isidentifier() else graph.name,
+        class_name=low.class_name, model_name=low.model_name,
         params=int(graph.meta.get("params", 0)), macs=int(graph.meta.get("macs", 0)),
-        input_shape=list(inputs[0].shape), output_shape=list(graph.output_node.shape),
-        module_lines=module_lines, input_vars=[attr[n.name] for n in inputs], forward_lines=forward_lines,
-        result=regs.var[graph.output], example_inputs=example)
+        input_shape=list(graph.inputs[0].shape), output_shape=list(graph.output_node.shape),
+        module_lines=low.module_lines, input_vars=low.input_vars, forward_lines=low.forward_lines,
+        result=low.result, example_inputs=low.example_inputs)

@@ -5,18 +5,33 @@ one uniquely named Node. Names are chosen for people reading the generated code:
 fresh name takes that name (``stem = x -> conv(...)`` -> ``stem``); a longer one prefixes its layers with it
 (``stem_conv1``, ``stem_bn1``); other layers are numbered per kind (``conv1``, ``conv2``), and layers inside a
 block instance are prefixed with the instance (``basic3_conv1``).
+
+Supernet mode (for DARTS): given a ``relax`` callback, a layer choice it relaxes expands *every* option and joins
+their outputs in one ``mixed`` node, and a relaxed input choice joins its candidate values in one; each node made
+inside an option records the (decision, option) pairs it depends on in ``meta["guard"]``. The nodes whose guard a
+genotype satisfies, in order, are exactly the nodes ``concretize(genotype)`` makes (mixed nodes aside), which is
+how supernet weights map onto a derived network.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.frontend.evaluate import Chooser, Evaluator, Value, choose
 from compiler.ir.graph import Graph, Node, frozen
 from compiler.ir.ops import REGISTRY, ArgError, OpRegistry
+
+
+class Relaxer(Protocol):
+    """Supernet mode: the index of the relaxed decision a choice site belongs to, or None to take one option."""
+
+    def __call__(self, choice: ast.Choice, context: str) -> int | None: ...
+
+
+Guard = tuple[tuple[int, int], ...]  # (relaxed decision, option) pairs a supernet node exists under
 
 
 class _Names:
@@ -71,11 +86,13 @@ def _assigned_names(body: Sequence[ast.Stmt]) -> set[str]:
 
 class Expander:
     def __init__(self, module: ast.Module, *, source: str | None = None, registry: OpRegistry = REGISTRY,
-                 chooser: Chooser | None = None) -> None:
+                 chooser: Chooser | None = None, relax: Relaxer | None = None) -> None:
         self.module = module
         self.source = source
         self.registry = registry
         self.chooser = chooser
+        self.relax = relax
+        self.guard: Guard = ()               # the relaxed options being expanded (supernet mode)
         self.blocks = {d.name: d for d in module.definitions if d.kind == "block"}
         self.names = _Names()
         self.nodes: list[Node] = []
@@ -194,8 +211,9 @@ class Expander:
         if name in scope.consts:
             raise self.error(f"'{name}' is already a parameter; choose another name for this value", stmt,
                              stack=scope.stack)
-        if name in self.blocks or name in self.registry:
-            raise self.error(f"'{name}' names an {'op' if name in self.registry else 'block'}; choose another "
+        is_op = name in self.registry and not self.registry[name].internal  # .arch text cannot name internal ops
+        if name in self.blocks or is_op:
+            raise self.error(f"'{name}' names an {'op' if is_op else 'block'}; choose another "
                              f"name for this value", stmt, stack=scope.stack)
 
     def _LetStmt(self, s: ast.LetStmt, scope: _Scope) -> None:
@@ -236,10 +254,16 @@ class Expander:
         if isinstance(flow.sources, str):
             current = [self._lookup(flow.sources, flow, scope)]
         elif isinstance(flow.sources, ast.Choice):
-            option = flow.sources.options[choose(self.chooser, flow.sources, scope.namespace, self.source)]
-            if not isinstance(option, ast.Name):
-                raise self.error("an input choice offers values by name, e.g. [n0 | n1]", option, stack=scope.stack)
-            current = [self._lookup(option.id, option, scope)]
+            choice = flow.sources
+            relaxed = self.relax(choice, scope.namespace) if self.relax is not None else None
+            picked = choice.options if relaxed is not None else \
+                (choice.options[choose(self.chooser, choice, scope.namespace, self.source)],)
+            for option in picked:
+                if not isinstance(option, ast.Name):
+                    raise self.error("an input choice offers values by name, e.g. [n0 | n1]", option,
+                                     stack=scope.stack)
+            values = [self._lookup(o.id, o, scope) for o in picked]  # type: ignore[union-attr]
+            current = values if relaxed is None else [self._mix(relaxed, values, choice, scope, None)]
         else:
             current = [self.run_flow(f, scope, None) for f in flow.sources]
         for layer in flow.layers:
@@ -276,13 +300,11 @@ class Expander:
     def apply(self, target: ast.Call | ast.Choice, inputs: list[str], scope: _Scope, naming: str | None,
               label: str | None = None) -> str:
         if isinstance(target, ast.Choice):
-            option = target.options[choose(self.chooser, target, scope.namespace, self.source)]
-            if isinstance(option, ast.Name):
-                option = ast.Call(option.id, (), False, span=option.span)
-            if not isinstance(option, ast.Call):
-                raise self.error("an option of a layer choice must be an op or block, e.g. [conv(16, 3) | identity]",
-                                 option, stack=scope.stack)
-            target = option
+            relaxed = self.relax(target, scope.namespace) if self.relax is not None else None
+            if relaxed is not None:
+                return self._relaxed_layer(target, relaxed, inputs, scope, naming, label)
+            target = self._option_call(target.options[choose(self.chooser, target, scope.namespace, self.source)],
+                                       scope)
         if target.func in self.blocks:
             namespace = scope.namespace + (label + "." if label else "")
             return self._instantiate(self.blocks[target.func], target, inputs, scope, naming, namespace)
@@ -290,7 +312,7 @@ class Expander:
             raise self.error(f"'as {label}' names the choices inside a block instance, but '{target.func}' is an op",
                              target, stack=scope.stack)
         spec = self.registry.get(target.func)
-        if spec is None or target.func == "input":
+        if spec is None or spec.internal:
             hint = self.registry.suggest(target.func, self.blocks)
             raise self.error(f"unknown op or block '{target.func}'", target,
                              f"did you mean '{hint}'?" if hint else None, stack=scope.stack)
@@ -307,8 +329,38 @@ class Expander:
             raise self.error(f"'{spec.name}' takes {spec.num_inputs} input(s), got {len(inputs)}", target,
                              "merge a tuple first, e.g. `(a, b) -> add -> relu`", stack=scope.stack)
         name = self._node_name(scope.prefix, spec.name, naming)
-        self.nodes.append(Node(name, spec.name, tuple(inputs), frozen(attrs), target.span,
-                               frozen({"stack": scope.stack})))
+        self.nodes.append(Node(name, spec.name, tuple(inputs), frozen(attrs), target.span, self._meta(scope)))
+        return name
+
+    def _meta(self, scope: _Scope) -> Mapping[str, Any]:
+        return frozen({"stack": scope.stack, "guard": self.guard} if self.guard else {"stack": scope.stack})
+
+    def _option_call(self, option: ast.Expr, scope: _Scope) -> ast.Call:
+        if isinstance(option, ast.Name):
+            return ast.Call(option.id, (), False, span=option.span)
+        if not isinstance(option, ast.Call):
+            raise self.error("an option of a layer choice must be an op or block, e.g. [conv(16, 3) | identity]",
+                             option, stack=scope.stack)
+        return option
+
+    def _relaxed_layer(self, choice: ast.Choice, decision: int, inputs: list[str], scope: _Scope,
+                       naming: str | None, label: str | None) -> str:
+        """Supernet mode: every option applied to the same inputs, then mixed."""
+        outputs = []
+        outer = self.guard
+        for k, option in enumerate(choice.options):
+            self.guard = outer + ((decision, k),)
+            try:
+                outputs.append(self.apply(self._option_call(option, scope), list(inputs), scope, None, label))
+            finally:
+                self.guard = outer
+        return self._mix(decision, outputs, choice, scope, naming)
+
+    def _mix(self, decision: int, values: list[str], choice: ast.Choice, scope: _Scope, naming: str | None) -> str:
+        spec = self.registry["mixed"]
+        name = self._node_name(scope.prefix, spec.name, naming)
+        self.nodes.append(Node(name, spec.name, tuple(values), frozen(spec.bind([decision], {})), choice.span,
+                               self._meta(scope)))
         return name
 
     def _node_name(self, prefix: str, kind: str, naming: str | None) -> str:

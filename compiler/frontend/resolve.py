@@ -44,7 +44,7 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
     for d in module.definitions:
         if d.name in seen:
             raise fail(f"'{d.name}' is defined twice (first at {seen[d.name].span})", d)
-        if d.name in registry and d.kind == "block":
+        if d.name in registry and not registry[d.name].internal and d.kind == "block":
             raise fail(f"block '{d.name}' has the name of a built-in op; rename the block", d)
         seen[d.name] = d
         params: set[str] = set()
@@ -66,7 +66,7 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
         for call in _layers(d.body):
             if call.func in blocks:
                 uses[d.name].append(call)
-            elif call.func not in registry or call.func == "input":
+            elif call.func not in registry or registry[call.func].internal:
                 hint = registry.suggest(call.func, blocks)
                 raise fail(f"unknown op or block '{call.func}'", call, f"did you mean '{hint}'?" if hint else None)
 

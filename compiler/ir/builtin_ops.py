@@ -340,7 +340,7 @@ def _input_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 
 register_op(
-    "input", num_inputs=0, infer_shape=_input_shape, fresh_output=False,
+    "input", num_inputs=0, infer_shape=_input_shape, fresh_output=False, internal=True,
     lower=lambda a, i, o: Lowering(None, lambda m, x: ""),
     doc="A graph input; attribute 'shape' is the per-sample shape (set by the model's input statement).",
 )
@@ -359,4 +359,22 @@ register_op(
     fresh_output=False,
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}[:, :, {a['top']}:, {a['left']}:]"),
     doc="Drop the first rows and columns (the shifted path of DARTS' factorized reduce).",
+)
+
+
+# ---- supernets (DARTS) -------------------------------------------------------------------------
+def _mixed_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
+    for k, s in enumerate(i[1:], start=2):
+        if s != i[0]:
+            raise ShapeError(f"the options of a relaxed choice must all give one output shape to be mixed in a "
+                             f"supernet; got {_fmt(i[0])} from option 1 and {_fmt(s)} from option {k}")
+    return i[0]
+
+
+register_op(
+    "mixed", args=(Arg("decision", int, doc="index of the relaxed decision (its architecture logits)", minimum=0),),
+    num_inputs=None, infer_shape=_mixed_shape, internal=True,
+    # `weights` (the softmaxed architecture logits) and `mix` exist only in the supernet template
+    lower=lambda a, i, o: Lowering(None, lambda m, x: f"mix(weights[{a['decision']}], [{', '.join(x)}])"),
+    doc="A relaxed choice in a supernet: the options' outputs weighted by softmax(alpha) of one decision and summed.",
 )

@@ -94,6 +94,8 @@ class OpSpec:
     fresh_output: bool = True                      # output never aliases an input (an in-place op may follow)
     in_place_able: bool = False                    # may overwrite its first input when that is fresh and unshared
     activation: bool = False                       # element-wise activation (its output may be saved for grad)
+    internal: bool = False                         # made by the compiler only (graph inputs, supernet mixes);
+    #                                                .arch text cannot name it
     doc: str = ""
     module: str = field(default="", compare=False)  # the Python module that registered it
 
@@ -155,7 +157,8 @@ class OpRegistry:
         return sorted(self._ops)
 
     def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
-        hits = difflib.get_close_matches(name, [*self._ops, *extra], n=1)
+        public = [op for op, spec in self._ops.items() if not spec.internal]
+        hits = difflib.get_close_matches(name, [*public, *extra], n=1)
         return hits[0] if hits else None
 
 
@@ -164,13 +167,14 @@ REGISTRY = OpRegistry()
 
 def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: Callable,
                 num_inputs: int | None = 1, count: Callable | None = None, normalize: Callable | None = None,
-                fresh_output: bool = True, in_place_able: bool = False, activation: bool = False, doc: str = "",
-                registry: OpRegistry = REGISTRY, replace: bool = False) -> OpSpec:
+                fresh_output: bool = True, in_place_able: bool = False, activation: bool = False,
+                internal: bool = False, doc: str = "", registry: OpRegistry = REGISTRY,
+                replace: bool = False) -> OpSpec:
     """Register an op. This is the public extension point: see examples/custom_ops.py."""
     spec = OpSpec(name=name, args=tuple(args), infer_shape=infer_shape, lower=lower, num_inputs=num_inputs,
                   count=count or (lambda a, i, o: (0, 0)), normalize=normalize or (lambda a: a),
-                  fresh_output=fresh_output, in_place_able=in_place_able, activation=activation, doc=doc,
-                  module=_caller_module())
+                  fresh_output=fresh_output, in_place_able=in_place_able, activation=activation,
+                  internal=internal, doc=doc, module=_caller_module())
     return registry.register(spec, replace=replace)
 
 

@@ -40,4 +40,6 @@ def _located(node: Node, message: str, in_shapes: list[tuple[int, ...]]) -> Arch
         hint = "inside block " + ", ".join(f"'{name}' used at {span}" for name, span in reversed(stack))
     if in_shapes and "got" not in message and "input 1" not in message:
         message += f" (input shape {', '.join(_fmt(s) for s in in_shapes)})"
+    if node.meta.get("what"):  # what the node stands for, when that is not the op (a supernet's decision)
+        message += f" ({node.meta['what']})"
     return ArchError(f"shape error: {message}", node.span, hint=hint, stage="infer_shapes")

@@ -1,0 +1,273 @@
+"""DARTS' bilevel optimisation of a supernet: weight steps on one part of the training split, architecture steps
+on the held-out rest (never the test split), one of each per batch, as in Liu et al. (2019).
+
+First order (default): the architecture gradient is that of the held-out loss at the current weights. Second order
+(``order=2``): at the weights after one virtual SGD step, with the finite-difference Hessian-vector product of the
+paper (eq. 7-8). The optional cost penalty ``cost.weight * E[cost]`` joins the architecture loss.
+
+State (supernet, both optimizers, data order, history) is checkpointed atomically after every epoch; a run
+restarted on the same checkpoint continues from the next epoch and ends as an uninterrupted run would (CPU).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from compiler.backends.supernet import Supernet
+from search.darts.config import DartsConfig
+from search.darts.cost import ExpectedCost
+from search.data.augment import AugmentConfig
+from search.data.base import DataSplits, carve_validation
+from search.data.loader import DeviceLoader
+from search.training import resolve_device, seed_everything
+
+CHECKPOINT_VERSION = 1
+
+
+class ResumeMismatch(RuntimeError):
+    """The checkpoint belongs to another space or configuration."""
+
+
+@contextmanager
+def _frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """No gradient for ``params`` inside (so backward skips their kernels)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextmanager
+def _threads(count: int | None, device: torch.device) -> Iterator[None]:
+    saved = torch.get_num_threads()
+    if count and device.type == "cpu":
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def cosine_lr(cfg: DartsConfig, epoch: int) -> float:
+    """The weights' learning rate in ``epoch`` (0-based): cosine from lr to lr_min over the epochs."""
+    w = cfg.weights
+    return w.lr_min + (w.lr - w.lr_min) * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+class BilevelSearch:
+    """``run()`` -> one record per epoch: losses, accuracies, E[cost] and the softmax of every decision."""
+
+    def __init__(self, supernet: Supernet, data: DataSplits, cfg: DartsConfig, seed: int,
+                 penalty: ExpectedCost | None = None, checkpoint: Path | None = None,
+                 identity: dict[str, Any] | None = None) -> None:
+        self.supernet, self.data, self.cfg = supernet, data, cfg
+        self.seed = seed + cfg.seed_offset
+        self.penalty = penalty if penalty is not None and cfg.cost.weight > 0 else None
+        self.report_cost = penalty
+        self.checkpoint = checkpoint
+        self.identity = identity or {}
+        self.device = resolve_device(cfg.device)
+        seed_everything(self.seed)                 # the supernet's initial weights and logits
+        self.model = supernet.build().to(self.device)
+        self.alphas = self.model.arch_parameters()
+        self.weights = self.model.weight_parameters()
+        weights_split, arch_split = carve_validation(data.train, cfg.arch_fraction, self.seed)
+        augment = AugmentConfig(**data.augment)
+        self.weight_loader = self._loader(weights_split, augment, self.seed)
+        self.arch_loader = self._loader(arch_split, augment, self.seed + 1)
+        self.val_loader = DeviceLoader(data.val, 1000, self.device, data.mean, data.std)
+        w = cfg.weights
+        self.w_opt = torch.optim.SGD(self.weights, lr=w.lr, momentum=w.momentum, weight_decay=w.weight_decay)
+        a = cfg.arch
+        self.a_opt = torch.optim.Adam(self.alphas, lr=a.lr, betas=tuple(a.betas),  # type: ignore[arg-type]
+                                      weight_decay=a.weight_decay)
+        self.history: list[dict[str, Any]] = []
+
+    def _loader(self, split: Any, augment: AugmentConfig, seed: int) -> DeviceLoader:
+        return DeviceLoader(split, self.cfg.batch_size, self.device, self.data.mean, self.data.std, augment=augment,
+                            shuffle=True, drop_last=True, seed=seed)
+
+    # ---- one step of each kind --------------------------------------------------------------------
+    def arch_loss(self, x: torch.Tensor, y: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out loss (+ cost penalty) and logits, at the model's weights or at ``params``."""
+        weights = self.model.arch_weights()
+        if params is None:
+            logits = self.model(x, weights=weights)
+        else:
+            logits = functional_call(self.model, params, (x,), {"weights": weights})
+        loss = F.cross_entropy(logits, y)
+        if self.penalty is not None:
+            loss = loss + self.cfg.cost.weight * self.penalty(weights)
+        return loss, logits
+
+    def arch_step(self, xw: torch.Tensor, yw: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor
+                  ) -> tuple[float, int]:
+        if self.cfg.order == 2:
+            grads, loss, logits = self._unrolled_grads(xw, yw, xa, ya)
+        else:
+            with _frozen(self.weights):
+                loss, logits = self.arch_loss(xa, ya)
+                grads = torch.autograd.grad(loss, self.alphas, allow_unused=True)
+        for p, g in zip(self.alphas, grads):
+            p.grad = torch.zeros_like(p) if g is None else g.detach()  # a decision no site uses: no gradient
+        self.a_opt.step()
+        return float(loss.detach()), int((logits.detach().argmax(1) == ya).sum())
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        with _frozen(self.alphas):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            self.w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        if self.cfg.weights.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.weights, self.cfg.weights.grad_clip)
+        self.w_opt.step()
+        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+
+    def _unrolled_grads(self, xw: torch.Tensor, yw: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor
+                        ) -> tuple[Sequence[torch.Tensor | None], torch.Tensor, torch.Tensor]:
+        """Second-order DARTS: grad_alpha L_val(w', alpha) - lr * H (finite differences), w' = w - lr * dL_train."""
+        ids = {id(p) for p in self.weights}
+        names = [n for n, p in self.model.named_parameters() if id(p) in ids]  # the order of self.weights
+        lr, w = self.w_opt.param_groups[0]["lr"], self.cfg.weights
+
+        def state(params: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+            # copies of the buffers: the virtual passes must not move the batch-norm statistics
+            return {**{n: b.clone() for n, b in self.model.named_buffers()}, **dict(zip(names, params))}
+
+        with _frozen(self.alphas):
+            train_grads = torch.autograd.grad(F.cross_entropy(self.model(xw), yw), self.weights)
+        with torch.no_grad():
+            virtual = []
+            for p, g in zip(self.weights, train_grads):
+                step = g + w.weight_decay * p
+                buffer = self.w_opt.state.get(p, {}).get("momentum_buffer")
+                if buffer is not None:
+                    step = step + w.momentum * buffer
+                virtual.append((p - lr * step).requires_grad_())
+        loss, logits = self.arch_loss(xa, ya, state(virtual))
+        grads = torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True)
+        d_alpha, d_w = grads[:len(self.alphas)], grads[len(self.alphas):]
+        norm = torch.sqrt(sum((g.pow(2).sum() for g in d_w if g is not None), torch.zeros(())))
+        eps = 0.01 / max(float(norm), 1e-12)
+        sides = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                moved = [p + sign * eps * g if g is not None else p for p, g in zip(self.weights, d_w)]
+            out = functional_call(self.model, state(moved), (xw,))
+            sides.append(torch.autograd.grad(F.cross_entropy(out, yw), self.alphas, allow_unused=True))
+        result = []
+        for da, plus, minus in zip(d_alpha, *sides):
+            if da is None:
+                result.append(None)
+                continue
+            hessian = (plus - minus) / (2 * eps) if plus is not None and minus is not None else 0.0
+            result.append(da - lr * hessian)
+        return result, loss, logits
+
+    # ---- epochs -------------------------------------------------------------------------------------
+    def probabilities(self) -> list[list[float]]:
+        with torch.no_grad():
+            return [p.double().tolist() for p in self.model.arch_weights()]
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        if not len(self.val_loader.labels):
+            return float("nan")
+        self.model.eval()
+        correct = sum(int((self.model(x).argmax(1) == y).sum()) for x, y in self.val_loader)
+        self.model.train()
+        return correct / len(self.val_loader.labels)
+
+    def epoch(self, index: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        lr = cosine_lr(self.cfg, index)
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        search_arch = index >= self.cfg.warmup_epochs
+        sums = {"train_loss": 0.0, "train_correct": 0, "arch_loss": 0.0, "arch_correct": 0, "n": 0}
+        for (xw, yw), (xa, ya) in zip(self.weight_loader, self.arch_loader):
+            if search_arch:
+                loss, correct = self.arch_step(xw, yw, xa, ya)
+                sums["arch_loss"] += loss * len(ya)
+                sums["arch_correct"] += correct
+            loss, correct = self.weight_step(xw, yw)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the weights' loss became {loss} in epoch {index + 1}: lower "
+                                         "search.weights.lr or set search.weights.grad_clip")
+            sums["train_loss"] += loss * len(yw)
+            sums["train_correct"] += correct
+            sums["n"] += len(yw)
+        n = max(sums["n"], 1)
+        record: dict[str, Any] = {
+            "epoch": index + 1, "lr": lr, "train_loss": sums["train_loss"] / n, "train_acc": sums["train_correct"] / n,
+            "arch_loss": sums["arch_loss"] / n if search_arch else None,
+            "arch_acc": sums["arch_correct"] / n if search_arch else None,
+            "val_acc": self.validate(), "seconds": round(time.perf_counter() - start, 3),
+            "softmax": self.probabilities(),
+        }
+        if self.report_cost is not None:
+            with torch.no_grad():
+                record["expected_cost"] = float(self.report_cost.expected(self.model.arch_weights()))
+        return record
+
+    def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        with _threads(self.cfg.cpu_threads, self.device):
+            first = self.restore()
+            for index in range(first, self.cfg.epochs):
+                record = self.epoch(index)
+                self.history.append(record)
+                self.save(index + 1)
+                if on_epoch is not None:
+                    on_epoch(record)
+        return self.history
+
+    # ---- checkpoint -----------------------------------------------------------------------------------
+    def state_dict(self, epochs_done: int) -> dict[str, Any]:
+        return {"version": CHECKPOINT_VERSION, "identity": self.identity, "epochs_done": epochs_done,
+                "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+                "loaders": [(loader.generator.get_state(), loader.epoch)
+                            for loader in (self.weight_loader, self.arch_loader)],
+                "rng": torch.get_rng_state(), "history": self.history}
+
+    def save(self, epochs_done: int) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(f"{self.checkpoint.name}.{os.getpid()}.tmp")
+        torch.save(self.state_dict(epochs_done), tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def restore(self) -> int:
+        """Load the checkpoint if there is one; the index of the first epoch still to run."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity:
+            theirs, mine = state.get("identity", {}), self.identity
+            differ = sorted(k for k in {*theirs, *mine} if theirs.get(k) != mine.get(k)) or ["version"]
+            raise ResumeMismatch(f"{self.checkpoint} holds a DARTS run with another {', '.join(differ)}: use a new "
+                                 "out_dir, or the same settings to resume")
+        self.model.load_state_dict(state["model"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        for loader, (generator, epoch) in zip((self.weight_loader, self.arch_loader), state["loaders"]):
+            loader.generator.set_state(generator)
+            loader.epoch = epoch
+        torch.set_rng_state(state["rng"])
+        self.history = list(state["history"])
+        return int(state["epochs_done"])

@@ -1,0 +1,119 @@
+"""The DARTS search's options (the ``search`` node of ``conf/search/darts.yaml``), as typed, checked dataclasses.
+
+Defaults follow Liu et al. (2019): SGD with momentum and a cosine schedule for the weights, Adam (lr 3e-4, betas
+0.5/0.999, weight decay 1e-3) for the architecture logits, half of the training split held out for the
+architecture steps, first-order updates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from compiler.errors import ArchError, Span
+
+
+class DartsConfigError(ArchError):
+    """A DARTS option that cannot work; printed as ``search.KEY: error: ...`` by the command line."""
+
+    def __init__(self, key: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, Span(f"search.{key}", 0, 0), hint=hint)
+
+
+@dataclass
+class WeightsConfig:
+    lr: float = 0.025                # SGD on the supernet's weights (train half of the training split)
+    lr_min: float = 0.001            # the cosine schedule's end (per epoch, as in DARTS)
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: Optional[float] = 5.0  # global gradient-norm clip
+
+
+@dataclass
+class ArchConfig:
+    lr: float = 3e-4                 # Adam on the architecture logits (held-out half of the training split)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 1e-3
+
+
+@dataclass
+class CostConfig:
+    weight: float = 0.0              # the penalty weight x E[cost] added to the architecture loss; 0: off
+    metric: str = "macs"             # macs | params | latency (a per-op table from `task=profile_ops`)
+    table: Optional[str] = None      # latency: the table's path
+    batch_size: int = 1              # latency: the table's batch size
+    normalize: bool = True           # E[cost] as a fraction of its value at uniform architecture weights
+
+
+@dataclass
+class DeriveConfig:
+    exclude_zero: bool = True        # DARTS never derives `zero` (an edge that does nothing)
+    collapse_threshold: float = 0.5  # warn when more than this share of decisions derive parameter-free ops
+
+
+@dataclass
+class DartsConfig:
+    name: str = "darts"
+    epochs: int = 50                 # passes over the weights' half of the training split (as the paper)
+    batch_size: int = 64
+    arch_fraction: float = 0.5       # share of the training split held out for the architecture steps
+    order: int = 1                   # 1: first-order DARTS; 2: the unrolled (second-order) approximation
+    warmup_epochs: int = 0           # epochs of weight steps only, before the logits move (against collapse)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
+    retrain: dict[str, Any] = field(default_factory=dict)  # trainer settings for the derived network's training
+    #                                                          from scratch, on top of evaluator.final_overrides
+    fixed: dict[str, Any] = field(default_factory=dict)  # value/depth (or layer) decision -> option
+    unrelaxed: str = "error"         # value/depth decisions not in `fixed`: error | first
+    memory_limit_mb: Optional[Any] = "auto"  # auto (the device's available memory) | a number | null (no check)
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    cpu_threads: Optional[int] = 1   # torch threads on the CPU (null: torch's default)
+    seed_offset: int = 0             # added to the run seed for the supernet's initialisation and data order
+    progress: bool = True
+
+
+def darts_config(node: DictConfig | dict[str, Any] | None) -> DartsConfig:
+    """Check the ``search`` config node: unknown keys, wrong types and impossible values fail before any work."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(DartsConfig), node or {})
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise DartsConfigError(str(key), str(err).splitlines()[0], hint="see conf/search/darts.yaml") from err
+    assert isinstance(cfg, DartsConfig)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: DartsConfig) -> None:
+    checks = [
+        ("epochs", cfg.epochs >= 1, "epochs must be >= 1"),
+        ("batch_size", cfg.batch_size >= 1, "batch_size must be >= 1"),
+        ("arch_fraction", 0 < cfg.arch_fraction < 1, "arch_fraction must be between 0 and 1 (DARTS: 0.5)"),
+        ("order", cfg.order in (1, 2), "order must be 1 (first-order) or 2 (second-order)"),
+        ("warmup_epochs", 0 <= cfg.warmup_epochs < cfg.epochs, "warmup_epochs must be in 0 .. epochs - 1"),
+        ("unrelaxed", cfg.unrelaxed in ("error", "first"), "unrelaxed must be 'error' or 'first'"),
+        ("cost.metric", cfg.cost.metric in ("macs", "params", "latency"),
+         "cost.metric must be macs, params or latency"),
+        ("cost.weight", cfg.cost.weight >= 0, "cost.weight must be >= 0"),
+        ("cost.table", cfg.cost.metric != "latency" or bool(cfg.cost.table),
+         "cost.metric=latency needs cost.table: a table built by `python -m compiler task=profile_ops`"),
+        ("derive.collapse_threshold", 0 <= cfg.derive.collapse_threshold <= 1, "collapse_threshold must be in [0, 1]"),
+        ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
+        ("arch.betas", len(cfg.arch.betas) == 2, "arch.betas needs two numbers"),
+        ("weights.lr", cfg.weights.lr > 0 and cfg.arch.lr > 0, "learning rates must be > 0"),
+    ]
+    for key, ok, message in checks:
+        if not ok:
+            raise DartsConfigError(key, message, hint="see conf/search/darts.yaml")
+    limit = cfg.memory_limit_mb
+    if limit is not None and limit != "auto" and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                                   or limit <= 0):
+        raise DartsConfigError("memory_limit_mb", f"memory_limit_mb must be auto, a number of MiB or null, not "
+                               f"{limit!r}")

@@ -1,0 +1,182 @@
+"""`python -m compiler +search=darts`: differentiable architecture search (Liu et al., 2019) over a space.
+
+1. The space (re-specialised to the data) is lowered to a supernet (compiler/backends/supernet.py); its size and
+   a memory estimate are printed, and a configured memory limit is enforced before any training.
+2. Weights and architecture logits are trained in alternation (bilevel.py), checkpointed every epoch.
+3. Each decision takes its strongest option (derive.py); a collapse toward parameter-free ops is warned about.
+4. The derived architecture is trained from scratch by the configured evaluator (its ``final``) and the run
+   writes what every search writes (search/report.py: history.jsonl, pareto.json, report.md, best/), plus
+   supernet.py, alphas.json and alphas.png.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from compiler.backends.supernet import build_supernet
+from compiler.errors import ArchError, Span
+from compiler.ir.ops import load_op_modules
+from compiler.space import Space
+from compiler.tasks import output_dir
+from search.darts.bilevel import BilevelSearch, ResumeMismatch
+from search.darts.config import DartsConfig, darts_config
+from search.darts.cost import build_penalty
+from search.darts.derive import collapse, collapse_warning, derive
+from search.darts.memory import MemoryEstimate, check_memory, estimate
+from search.darts.report import report_notes, write_alpha_history
+from search.evaluators.cost import CostEvaluator
+from search.objectives import ObjectiveSet
+from search.report import write_report
+from search.search_task import build_space
+from search.training import resolve_device, trainer_config
+
+
+class _Trained:
+    """write_report's evaluator for the derived architecture, already trained: ``final`` hands its metrics back."""
+
+    def __init__(self, metrics: Mapping[str, Any]) -> None:
+        self.metrics = dict(metrics)
+
+    def final(self, genotype: Sequence[int], space: Space, out: Path) -> dict[str, Any]:
+        return self.metrics
+
+
+def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, seed: int) -> dict[str, Any]:
+    """What a checkpoint must match to be continued (not: display, device, threads, the memory check)."""
+    config = {k: v for k, v in dataclasses.asdict(settings).items()
+              if k not in ("progress", "memory_limit_mb", "device", "cpu_threads", "retrain")}
+    return {"space": space.name, "decisions": [[d.name, list(d.options)] for d in space.decisions],
+            "fixed": {space.decisions[p].name: o for p, o in sorted(fixed.items())}, "seed": seed,
+            "config": json.loads(json.dumps(config))}
+
+
+def _epoch_line(record: Mapping[str, Any], epochs: int, metric: str) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"weights: loss {record['train_loss']:.3f} "
+             f"acc {100 * record['train_acc']:.1f} %"]
+    if record.get("arch_loss") is not None:
+        parts.append(f"arch: loss {record['arch_loss']:.3f} acc {100 * record['arch_acc']:.1f} %")
+    parts.append(f"supernet val acc {100 * record['val_acc']:.1f} %")
+    if "expected_cost" in record:
+        parts.append(f"E[{metric}] {record['expected_cost']:,.4g}")
+    return " | ".join(parts) + f" ({record['seconds']:.1f} s)"
+
+
+def _training_evaluator(cfg: DictConfig, settings: DartsConfig) -> Any:
+    """The configured evaluator, which must train (it holds the data and trains the derived network), with
+    DARTS' retraining settings on top of its final ones (checked before any work)."""
+    evaluator = instantiate(cfg.evaluator, _convert_="all")
+    if not hasattr(evaluator, "final") or getattr(evaluator, "data", None) is None:
+        raise ArchError("DARTS trains a supernet on the data set and the derived network from scratch, which "
+                        f"needs a training evaluator, not {type(evaluator).__name__}", Span("evaluator", 0, 0),
+                        hint="use evaluator=train (the default) with dataset=NAME")
+    if settings.retrain:
+        merged = OmegaConf.merge(OmegaConf.create(dict(evaluator.final_overrides)), settings.retrain)
+        evaluator.final_overrides = OmegaConf.to_container(merged, resolve=True)
+        trainer_config(OmegaConf.merge(OmegaConf.create(dict(evaluator.trainer)), evaluator.final_overrides))
+    return evaluator
+
+
+class _Stopped(Exception):
+    """The search cannot go on for a reason the user can act on: one message, an exit status, no traceback."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _search(search: BilevelSearch, settings: DartsConfig, memory: MemoryEstimate) -> list[dict[str, Any]]:
+    try:
+        return search.run(on_epoch=lambda r: print(_epoch_line(r, settings.epochs, settings.cost.metric))
+                          if settings.progress else None)
+    except ResumeMismatch as err:
+        raise _Stopped(f"error: {err}", 2) from err
+    except FloatingPointError as err:
+        raise _Stopped(f"the supernet's training diverged: {err}", 3) from err
+    except torch.OutOfMemoryError as err:
+        raise _Stopped(f"out of memory while training the supernet (estimated {memory.total_mb:,.0f} MiB at batch "
+                       f"{memory.batch_size}; {str(err).splitlines()[0][:120]}): lower search.batch_size, shrink "
+                       "the space (space.params) or fix decisions with search.fixed", 4) from err
+
+
+def _train_derived(genotype: Sequence[int], space: Space, evaluator: Any, best: Path, extra: Mapping[str, Any],
+                   profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the derived network from scratch (best/: weights.pt, metrics.json); its record's metrics."""
+    space.compile(genotype).write(best)              # the network's files, whatever its training gives
+    final = evaluator.final(genotype, space, best)
+    metrics: dict[str, Any] = {**CostEvaluator()(genotype, space), "status": final.get("status", "ok"),
+                               "accuracy": final.get("val_acc"), "test_acc": final.get("test_acc"), **extra}
+    if profile and profile.get("_target_"):
+        metrics.update(instantiate(profile, _convert_="all")(space.compile(genotype)))
+    return final, metrics
+
+
+def darts_task(cfg: DictConfig) -> int:
+    load_op_modules(cfg.get("ops") or [])
+    settings = darts_config(cfg.search)
+    out = output_dir(cfg)
+    seed = int(cfg.seed)
+    objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
+    evaluator = _training_evaluator(cfg, settings)
+    space = build_space(cfg, evaluator, validate=False)  # the supernet holds, and so checks, every option
+    supernet = build_supernet(space, settings.fixed, settings.unrelaxed)
+    if not supernet.relaxed:
+        raise ArchError(f"the space '{space.name}' has no layer or input decision left to relax", space.module.span,
+                        hint="remove decisions from search.fixed, or search this space with +search=evolution")
+    for warning in supernet.warnings:
+        print(warning)
+    memory = estimate(supernet, settings.batch_size, settings.order)
+    print(f"supernet: {memory.line()}")
+    check_memory(memory, settings.memory_limit_mb, resolve_device(settings.device))
+    penalty = build_penalty(supernet, settings.cost)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / "supernet.py").write_text(supernet.source)
+    print(f"searching {space.name} with DARTS: {len(supernet.relaxed)} relaxed decisions "
+          f"({sum(r.sites for r in supernet.relaxed)} mixed choices), {len(supernet.fixed)} fixed; {settings.epochs} "
+          f"epochs, order {settings.order}, {evaluator.data.describe()}; writing to {out}")
+    start = time.perf_counter()
+    search = BilevelSearch(supernet, evaluator.data, settings, seed, penalty, out / "darts_state.pt",
+                           _identity(space, supernet.fixed, settings, seed))
+    try:
+        history = _search(search, settings, memory)
+    except _Stopped as stop:
+        print(stop)
+        return stop.status
+    search_seconds = sum(h["seconds"] for h in history)
+    write_alpha_history(supernet, history, out)
+
+    probabilities = history[-1]["softmax"]
+    choices = derive(supernet.relaxed, probabilities, settings.derive.exclude_zero)
+    genotype = supernet.genotype(choices)
+    check = collapse(supernet.relaxed, probabilities, choices, settings.derive.collapse_threshold)
+    warnings = [collapse_warning(supernet.relaxed, choices, check)] if check.collapsed else []
+    for warning in warnings:
+        print(warning)
+    print("derived: " + ", ".join(f"{k}={v}" for k, v in space.describe(genotype).items()))
+
+    trained_at = time.perf_counter()
+    final, metrics = _train_derived(genotype, space, evaluator, out / "best", {
+        "supernet_val_acc": history[-1]["val_acc"], "parameter_free_share": check.share}, cfg.get("profile"))
+    record = {"index": 0, "genotype": list(genotype), "decisions": space.describe(genotype),
+              "arch": space.compile(genotype).arch, "metrics": metrics, "status": metrics["status"],
+              "seconds": round(search_seconds + time.perf_counter() - trained_at, 4),  # search + training
+              "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (out / "history.jsonl").write_text(json.dumps(record, sort_keys=True) + "\n")
+    notes = report_notes(supernet, history, choices, memory.line(), warnings, search_seconds, settings.cost.metric)
+    write_report([record], space, _Trained(final), objectives, out, notes=notes)
+    if final.get("status") != "ok":
+        print(f"the derived architecture failed to train: {final.get('message')}; see {out / 'best/metrics.json'}")
+        return 1
+    print(f"derived architecture trained from scratch: val_acc={final.get('val_acc'):.4g}, "
+          f"test_acc={final.get('test_acc'):.4g}, params={metrics['params']:,}; report: {out / 'report.md'}; "
+          f"best: {out / 'best'} ({time.perf_counter() - start:.1f} s)")
+    return 0
