@@ -6,6 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
+
+from compiler.backends.export import EXPORTERS
+from compiler.tasks import write_exports
 from search.journal import atomic_write_json
 from search.objectives import FEASIBLE, ObjectiveSet, pareto_indices
 
@@ -23,14 +27,21 @@ def best_record(records: Sequence[Mapping[str, Any]], objectives: ObjectiveSet) 
     return max(scored, key=lambda s: s[:2])[2] if scored else None
 
 
-def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path) -> dict[str, Any]:
+def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path,
+                export_formats: Sequence[str] = ()) -> dict[str, Any]:
     """best/: canonical .arch, standalone model.py (+ profile.py when the backend writes it), summary.json and,
-    when the evaluator can train, weights.pt and final metrics from a final training run."""
+    when the evaluator can train, weights.pt and final metrics from a final training run; then the deployment
+    exports asked for (``export=[onnx,...]``), with the trained weights when there are some."""
     result = space.compile(record["genotype"])
     result.write(out)
     final: dict[str, Any] = {}
     if hasattr(evaluator, "final"):
         final = dict(evaluator.final(record["genotype"], space, out))
+    if export_formats:
+        model = result.build()
+        if (out / "weights.pt").exists():
+            model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+        write_exports(result, model, out, list(export_formats), space.name)
     summary = json.loads((out / "summary.json").read_text())
     summary["search"] = {"genotype": record["genotype"], "decisions": record["decisions"],
                          "search_metrics": record["metrics"], "final": final}
@@ -99,7 +110,8 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: Any, objectives: ObjectiveSet,
-                 out: Path, config_text: str = "", export: bool = True, notes: Sequence[str] = ()) -> dict[str, Any]:
+                 out: Path, config_text: str = "", export: bool = True, notes: Sequence[str] = (),
+                 export_formats: Sequence[str] = ()) -> dict[str, Any]:
     """``notes``: markdown lines a strategy adds after the summary (DARTS: its supernet, weights and warnings)."""
     out.mkdir(parents=True, exist_ok=True)
     front = pareto_front(records, objectives)
@@ -109,17 +121,19 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: An
     best = best_record(records, objectives)
     final: dict[str, Any] = {}
     if best is not None and export:
-        final = export_best(best, space, evaluator, out / "best")
+        final = export_best(best, space, evaluator, out / "best", export_formats)
     plots = _plots(records, front, objectives, out)
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     names = [o.name for o in objectives.objectives]
+    stopped = sum("stopped_epoch" in r["metrics"] for r in records)
     lines = [f"# Search report: {space.name}", "",
              f"{len(records)} architectures evaluated ({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))}); "
              f"objectives: {', '.join(f'{o.direction} {o.name}' for o in objectives.objectives)}"
              + (f"; constraints: {', '.join(map(str, objectives.constraints))}" if objectives.constraints else "")
-             + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s.", "", *notes]
+             + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s."
+             + (f" {stopped} stopped early by the median rule." if stopped else ""), "", *notes]
     if best is not None:
         lines += ["## Best architecture", "", f"Evaluation {best['index']}: "
                   + ", ".join(f"{k} = {_fmt(v)}" for k, v in best["metrics"].items() if k in names + ["params", "macs"]),
@@ -129,7 +143,7 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: An
                                                       if isinstance(v, (int, float, str))), ""]
         lines += ["Files: `best/arch.arch` (the architecture, recompilable), `best/model.py` (standalone PyTorch, "
                   "`build_model()`), `best/summary.json`" + (", `best/weights.pt`" if final.get("weights") else "")
-                  + ".", ""]
+                  + "".join(f", `best/{EXPORTERS[f].filename}`" for f in export_formats) + ".", ""]
     for plot in plots:
         lines += [f"![{plot}]({plot})", ""]
     lines += ["## Pareto front", "", "| # | " + " | ".join(names + ["params"]) + " | decisions |",

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from compiler.api import CompileOptions, read_source
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
-from compiler.tasks import output_dir
+from compiler.tasks import export_formats, output_dir
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
 from search.report import write_report
@@ -41,6 +41,7 @@ def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space
 
 def search_task(cfg: DictConfig) -> int:
     load_op_modules(cfg.get("ops") or [])
+    formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
     objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
     evaluator = instantiate(cfg.evaluator, _convert_="all")
@@ -62,7 +63,8 @@ def search_task(cfg: DictConfig) -> int:
     except ResumeError as err:
         print(f"error: {err}")
         return 2
-    summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)))
+    summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
+                           export_formats=formats)
     best = summary["best"]
     elapsed = time.perf_counter() - start
     if best is None:

@@ -25,10 +25,12 @@ def _essence(out: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_main_job_writes_a_real_best_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run_cli("+search=evolution", *FAST, "evaluator.final_overrides.budget.epochs=15", f"out_dir={out}")
+    proc = run_cli("+search=evolution", *FAST, "evaluator.final_overrides.budget.epochs=15", f"out_dir={out}",
+                   "export=[pt2]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ["history.jsonl", "pareto.json", "report.md", "progress.png", "pareto.png", "config.yaml",
-                 "best/arch.arch", "best/model.py", "best/summary.json", "best/weights.pt", "best/metrics.json"]:
+                 "best/arch.arch", "best/model.py", "best/summary.json", "best/weights.pt", "best/metrics.json",
+                 "best/model.pt2", "best/exports.json"]:
         assert (out / name).is_file(), name
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert len(history) == 4 and all({"genotype", "arch", "metrics", "status", "seconds"} <= set(r) for r in history)
@@ -39,18 +41,26 @@ def test_main_job_writes_a_real_best_model(tmp_path: Path) -> None:
                            timeout=300, cwd=tmp_path)
     assert check.returncode == 0, check.stderr[-3000:]
     assert abs(float(check.stdout.strip()) - final["test_acc"]) < 1e-9
+    # the exported program holds the trained weights: it scores the same
+    exported = subprocess.run([sys.executable, "-c", _accuracy_script(out, exported=True)], capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert abs(float(exported.stdout.strip()) - final["test_acc"]) < 1e-9
     report = (out / "report.md").read_text()
     assert "## Best architecture" in report and "![progress.png](progress.png)" in report
 
 
-def _accuracy_script(out: Path) -> str:
-    """Load best/model.py and weights.pt with torch alone, then score the digits test split."""
-    return f"""
-import importlib.util, sys, torch
+def _accuracy_script(out: Path, exported: bool = False) -> str:
+    """Load best/model.py and weights.pt (or the exported best/model.pt2) with torch alone, then score the digits
+    test split."""
+    load = (f"model = torch.export.load({str(out / 'best' / 'model.pt2')!r}).module()" if exported else f"""
 spec = importlib.util.spec_from_file_location("m", {str(out / 'best' / 'model.py')!r})
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+model = m.build_model(); model.load_state_dict(torch.load({str(out / 'best' / 'weights.pt')!r})); model.eval()""")
+    return f"""
+import importlib.util, sys, torch
+{load}
 assert 'compiler' not in sys.modules and 'search' not in sys.modules
-model = m.build_model(); model.load_state_dict(torch.load({str(out / 'best' / 'weights.pt')!r})); model.eval()
 sys.path.insert(0, {str(ROOT)!r})
 import yaml
 from search.data import DeviceLoader, load_dataset

@@ -25,7 +25,7 @@ from compiler.backends.supernet import build_supernet
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space
-from compiler.tasks import output_dir
+from compiler.tasks import export_formats, output_dir
 from search.darts.bilevel import BilevelSearch, ResumeMismatch
 from search.darts.config import DartsConfig, darts_config
 from search.darts.cost import build_penalty
@@ -120,6 +120,7 @@ def _train_derived(genotype: Sequence[int], space: Space, evaluator: Any, best: 
 
 def darts_task(cfg: DictConfig) -> int:
     load_op_modules(cfg.get("ops") or [])
+    formats = export_formats(cfg)
     settings = darts_config(cfg.search)
     out = output_dir(cfg)
     seed = int(cfg.seed)
@@ -172,7 +173,7 @@ def darts_task(cfg: DictConfig) -> int:
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (out / "history.jsonl").write_text(json.dumps(record, sort_keys=True) + "\n")
     notes = report_notes(supernet, history, choices, memory.line(), warnings, search_seconds, settings.cost.metric)
-    write_report([record], space, _Trained(final), objectives, out, notes=notes)
+    write_report([record], space, _Trained(final), objectives, out, notes=notes, export_formats=formats)
     if final.get("status") != "ok":
         print(f"the derived architecture failed to train: {final.get('message')}; see {out / 'best/metrics.json'}")
         return 1
