@@ -78,11 +78,11 @@ def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settin
 
 def measure_entry(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> dict[str, float]:
     """A table entry: the median latency, and on a GPU also the host's and the device's time per call."""
-    entry = {"ms": measure_compiled_ms(result, batch_size, settings, copies)}
     device = torch.device(settings.device)
-    if device.type == "cuda":
-        with torch.no_grad():
-            step = _rotating_step(result, batch_size, settings, copies)
+    with torch.no_grad():
+        step = _rotating_step(result, batch_size, settings, copies)
+        entry = {"ms": percentile(time_iterations(step, device, settings).samples_ms, 50)}
+        if device.type == "cuda":
             entry["host_ms"], entry["device_ms"] = time_host_and_device(step, device, settings)
     return entry
 
