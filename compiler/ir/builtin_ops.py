@@ -11,6 +11,12 @@ from torch import nn
 from compiler.ir.graph import Shape
 from compiler.ir.ops import Arg, Lowering, ShapeError, register_op, torch_call
 
+
+def _register_builtin(name: str, **spec: Any) -> Any:
+    """The built-in ops make new tensors unless they say otherwise (user ops must say so: see register_op)."""
+    spec.setdefault("fresh_output", True)
+    return register_op(name, **spec)
+
 Attrs = dict[str, Any]
 
 
@@ -84,7 +90,7 @@ _CONV_ARGS = (
     Arg("dilation", int, 1, minimum=1),
 )
 
-register_op(
+_register_builtin(
     "conv",
     args=(Arg("channels", int, None, "output channels (default: as many as the input has)", minimum=1),
           *_CONV_ARGS, Arg("groups", int, 1, minimum=1), Arg("bias", bool, True)),
@@ -98,7 +104,7 @@ register_op(
     doc="2-D convolution (torch.nn.Conv2d); input channels come from the input shape.",
 )
 
-register_op(
+_register_builtin(
     "dwconv",
     args=(*_CONV_ARGS, Arg("multiplier", int, 1, "output channels per input channel", minimum=1),
           Arg("bias", bool, True)),
@@ -119,7 +125,7 @@ def _sepconv_count(a: Attrs, i: Sequence[Shape], o: Shape) -> tuple[int, int]:
     return params, mid_hw * cin * k * k + mid_hw * cin * a["channels"]
 
 
-register_op(
+_register_builtin(
     "sepconv",
     args=(Arg("channels", int, minimum=1), *_CONV_ARGS, Arg("bias", bool, True)),
     normalize=_conv_normalize,
@@ -146,7 +152,7 @@ def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return i[0]
 
 
-register_op(
+_register_builtin(
     "bn", args=(Arg("eps", float, 1e-5, minimum=0.0), Arg("momentum", float, 0.1, minimum=0.0),
                 Arg("affine", bool, True)),
     infer_shape=_bn_shape, lower=_bn_lower, count=lambda a, i, o: (2 * i[0][0] * a["affine"], 0),
@@ -157,7 +163,7 @@ register_op(
 def _activation(name: str, module: str, doc: str, in_place: bool = True) -> None:
     def lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
         return Lowering(f"nn.{module}()", _module_call)
-    register_op(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True, doc=doc)
+    _register_builtin(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True, doc=doc)
 
 
 for _name, _module, _doc in [
@@ -169,7 +175,7 @@ for _name, _module, _doc in [("gelu", "GELU", "Gaussian error linear unit"), ("s
                              ("tanh", "Tanh", "hyperbolic tangent")]:
     _activation(_name, _module, _doc, in_place=False)
 
-register_op(
+_register_builtin(
     "dropout", args=(Arg("p", float, 0.5, minimum=0.0),),
     infer_shape=lambda a, i: i[0], fresh_output=False,
     lower=lambda a, i, o: Lowering(nn_call(nn.Dropout, p=a["p"]), _module_call),
@@ -197,13 +203,13 @@ def _pool_shape(op: str) -> Any:
 _POOL_ARGS = (Arg("kernel", int, minimum=1), Arg("stride", int, None, "default: kernel", minimum=1),
               Arg("padding", int, 0, minimum=0), Arg("ceil_mode", bool, False))
 
-register_op(
+_register_builtin(
     "maxpool", args=_POOL_ARGS, normalize=_pool_normalize, infer_shape=_pool_shape("maxpool"),
     lower=lambda a, i, o: Lowering(nn_call(nn.MaxPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
                                               ceil_mode=a["ceil_mode"]), _module_call),
     doc="Max pooling.",
 )
-register_op(
+_register_builtin(
     "avgpool", args=(*_POOL_ARGS, Arg("count_include_pad", bool, True)), normalize=_pool_normalize,
     infer_shape=_pool_shape("avgpool"),
     lower=lambda a, i, o: Lowering(nn_call(nn.AvgPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
@@ -220,17 +226,17 @@ def _adaptive_shape(op: str) -> Any:
     return rule
 
 
-register_op(
+_register_builtin(
     "adaptive_avgpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_avgpool"),
     lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveAvgPool2d, a["size"]), _module_call),
     doc="Adaptive average pooling to size x size.",
 )
-register_op(
+_register_builtin(
     "adaptive_maxpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_maxpool"),
     lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveMaxPool2d, a["size"]), _module_call),
     doc="Adaptive max pooling to size x size.",
 )
-register_op(
+_register_builtin(
     "global_avgpool", infer_shape=lambda a, i: (_spatial("global_avgpool", i[0])[0], 1, 1),
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}.mean((2, 3), keepdim=True)"),
     doc="Mean over height and width, keeping [C, 1, 1] (so squeeze-excite can multiply it back).",
@@ -244,19 +250,19 @@ def _linear_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return (a["features"],)
 
 
-register_op(
+_register_builtin(
     "linear", args=(Arg("features", int, doc="output features", minimum=1), Arg("bias", bool, True)),
     infer_shape=_linear_shape,
     count=lambda a, i, o: (i[0][0] * a["features"] + a["bias"] * a["features"], i[0][0] * a["features"]),
     lower=lambda a, i, o: Lowering(nn_call(nn.Linear, i[0][0], a["features"], bias=a["bias"]), _module_call),
     doc="Fully connected layer (torch.nn.Linear).",
 )
-register_op(
+_register_builtin(
     "flatten", infer_shape=lambda a, i: (math.prod(i[0]),), fresh_output=False,
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.flatten({x[0]}, 1)"),
     doc="Flatten everything but the batch dimension.",
 )
-register_op(
+_register_builtin(
     "identity", infer_shape=lambda a, i: i[0], fresh_output=False,
     lower=lambda a, i, o: Lowering(None, lambda m, x: x[0]),
     doc="The input, unchanged (a 'skip' option in search spaces).",
@@ -277,12 +283,12 @@ def _zero_forward(a: Attrs) -> Any:
     return lambda m, x: f"{x[0]}[:, :, ::{s}, ::{s}].mul(0.0)"
 
 
-register_op(
+_register_builtin(
     "zero", args=(Arg("stride", int, 1, minimum=1),), infer_shape=_zero_shape,
     lower=lambda a, i, o: Lowering(None, _zero_forward(a)),
     doc="Zeros shaped like the (strided) input: the 'none' op of cell search spaces.",
 )
-register_op(
+_register_builtin(
     "scale", args=(Arg("factor", float),), infer_shape=lambda a, i: i[0],
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]} * {a['factor']!r}"),
     doc="Multiply by a constant.",
@@ -316,18 +322,18 @@ def _broadcast_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return tuple(out)
 
 
-register_op(
+_register_builtin(
     "add", num_inputs=None, infer_shape=_add_shape, in_place_able=True,
     lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x),
                                    in_place=lambda x: f"{x[0]} += {' + '.join(x[1:])}"),
     doc="Element-wise sum of two or more inputs of the same shape.",
 )
-register_op(
+_register_builtin(
     "concat", num_inputs=None, infer_shape=_concat_shape,
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.cat([{', '.join(x)}], dim=1)"),
     doc="Concatenate along channels.",
 )
-register_op(
+_register_builtin(
     "mul", num_inputs=None, infer_shape=_broadcast_shape,
     lower=lambda a, i, o: Lowering(None, lambda m, x: " * ".join(x)),
     doc="Element-wise product with broadcasting (e.g. squeeze-excite gates).",
@@ -339,7 +345,7 @@ def _input_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return tuple(a["shape"])
 
 
-register_op(
+_register_builtin(
     "input", num_inputs=0, infer_shape=_input_shape, fresh_output=False, internal=True,
     lower=lambda a, i, o: Lowering(None, lambda m, x: ""),
     doc="A graph input; attribute 'shape' is the per-sample shape (set by the model's input statement).",
@@ -354,7 +360,7 @@ def _crop_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return (c, h - a["top"], w - a["left"])
 
 
-register_op(
+_register_builtin(
     "crop", args=(Arg("top", int, 1, minimum=0), Arg("left", int, 1, minimum=0)), infer_shape=_crop_shape,
     fresh_output=False,
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}[:, :, {a['top']}:, {a['left']}:]"),
@@ -371,7 +377,7 @@ def _mixed_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return i[0]
 
 
-register_op(
+_register_builtin(
     "mixed", args=(Arg("decision", int, doc="index of the relaxed decision (its architecture logits)", minimum=0),),
     num_inputs=None, infer_shape=_mixed_shape, internal=True,
     # `weights` (the softmaxed architecture logits) and `mix` exist only in the supernet template

@@ -91,7 +91,8 @@ class OpSpec:
     num_inputs: int | None = 1                     # None: two or more (add, concat, mul)
     count: Callable[[Attrs, Sequence[Shape], Shape], tuple[int, int]] = lambda a, i, o: (0, 0)  # (params, MACs)
     normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda attrs: attrs  # fills derived defaults
-    fresh_output: bool = True                      # output never aliases an input (an in-place op may follow)
+    fresh_output: bool = False                     # output never aliases an input (an in-place op may follow);
+    #                                                unknown ops may return views (reshape, slicing), so no default
     in_place_able: bool = False                    # may overwrite its first input when that is fresh and unshared
     activation: bool = False                       # element-wise activation (its output may be saved for grad)
     internal: bool = False                         # made by the compiler only (graph inputs, supernet mixes);
@@ -167,10 +168,16 @@ REGISTRY = OpRegistry()
 
 def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: Callable,
                 num_inputs: int | None = 1, count: Callable | None = None, normalize: Callable | None = None,
-                fresh_output: bool = True, in_place_able: bool = False, activation: bool = False,
+                fresh_output: bool = False, in_place_able: bool = False, activation: bool = False,
                 internal: bool = False, doc: str = "", registry: OpRegistry = REGISTRY,
                 replace: bool = False) -> OpSpec:
-    """Register an op. This is the public extension point: see examples/custom_ops.py."""
+    """Register an op. This is the public extension point: see examples/custom_ops.py.
+
+    ``fresh_output=True`` promises that the op's output is a new tensor sharing memory with no input, which lets
+    the code generator run a following ReLU in place. Leave it False for anything that may return a view
+    (reshape, transpose, slicing, identity): an in-place op would then overwrite the op's input. With
+    ``fresh_output=True``, also set ``activation=True`` when the op's backward reads its own output (sigmoid-like).
+    """
     spec = OpSpec(name=name, args=tuple(args), infer_shape=infer_shape, lower=lower, num_inputs=num_inputs,
                   count=count or (lambda a, i, o: (0, 0)), normalize=normalize or (lambda a: a),
                   fresh_output=fresh_output, in_place_able=in_place_able, activation=activation,
