@@ -21,9 +21,8 @@ register_op(
     # A pure-tensor forward expression: no submodule, nothing to count.
     lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}.unflatten(1, ({a['groups']!r}, -1)).transpose(1, 2)"
                                                       f".flatten(1, 2)"),
-    # flatten() of the transposed view copies: the output is a new tensor, so a ReLU after it may run in place.
-    # (The default, False, is the safe answer for ops that may return a view of their input.)
-    fresh_output=True,
+    # fresh_output is left False (the default): with groups=1 or groups=channels, flatten() returns a view of the
+    # input rather than a copy, and a ReLU after it must then not run in place.
     doc="Interleave channels across groups (ShuffleNet).",
 )
 
