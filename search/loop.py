@@ -93,9 +93,9 @@ class SearchLoop:
             except ValueError as err:
                 raise ResumeError(f"{self.out_dir} holds a run of another configuration: {err}") from err
             start = state["evaluations"]
-        for record in records:  # evaluators that learn from results (early stopping) see the past again
-            observe = getattr(self.evaluator, "observe", None)
-            if observe is not None:
+        observe = getattr(self.evaluator, "observe", None)  # evaluators that learn from results (early stopping)
+        if observe is not None:                              # see the past again
+            for record in records:
                 observe(record["metrics"])
         for record in records[start:]:
             genotype = search.next()
