@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall", help="CPU with --threads 1 only")
+    parser.add_argument("--cpu", type=int, default=None, help="pin the timing thread to this CPU core")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-predictor", action="store_true")
     parser.add_argument("--examples", default="",
@@ -104,7 +105,7 @@ def device_line(args: argparse.Namespace) -> str:
 
 def harness_accuracy(args: argparse.Namespace, out: Path) -> None:
     settings = Settings(device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
-                        clock=args.clock, min_time_s=args.min_time, block_time_s=args.block_time)
+                        clock=args.clock, min_time_s=args.min_time, block_time_s=args.block_time, cpu=args.cpu)
     goal = 3.0 if args.device.startswith("cuda") else 5.0
     print(f"== part 1: harness vs Timer on {device_line(args)}, {args.repeats} repeats", flush=True)
     print(HEADER)
@@ -137,10 +138,10 @@ def calibrated(predicted: list[float], measured: list[float]) -> dict[str, Any]:
 def predictor_error(args: argparse.Namespace, out: Path) -> None:
     op_settings = Settings(device=args.device, dtype=args.dtype, channels_last=args.channels_last,
                            threads=args.threads, clock=args.clock, warmup=3, warmup_s=0.005,
-                           min_time_s=args.op_min_time, min_iters=10)
+                           min_time_s=args.op_min_time, min_iters=10, cpu=args.cpu)
     model_settings = Settings(device=args.device, dtype=args.dtype, channels_last=args.channels_last,
                               threads=args.threads, clock=args.clock, warmup=5, warmup_s=0.05,
-                              min_time_s=args.model_min_time)
+                              min_time_s=args.model_min_time, cpu=args.cpu)
     source = "generated MobileNetV2-like networks" if args.synthetic else f"samples of {SPACE.relative_to(ROOT)}"
     print(f"== part 2: latency predictor over {args.archs} random {source} at {args.resolution}x{args.resolution} "
           f"on {device_line(args)}", flush=True)

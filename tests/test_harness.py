@@ -128,6 +128,7 @@ def test_write_puts_profile_py_next_to_model_py(tmp_path: Path) -> None:
     (["--batch-sizes", "a"], "invalid literal"),
     (["--device", "tpu"], "device must be cpu or cuda"),
     (["--clock", "thread"], "needs device='cpu' and threads=1"),
+    (["--threads", "1", "--cpu", "4096"], "cpu 4096 is not one this process may run on"),
 ])
 def test_bad_command_lines_exit_2_with_a_message(args: list[str], message: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import os
 import time
 
 import pytest
@@ -119,11 +121,50 @@ def test_settings_reject_mistakes_with_a_message() -> None:
     assert measure.Settings(clock="thread", threads=1).key()["clock"] == "thread"
 
 
+def test_pinning_runs_the_timing_on_one_core_and_restores_the_affinity(monkeypatch) -> None:
+    before = os.sched_getaffinity(0)
+    core = max(before)
+    seen: list[set[int]] = []
+    real_time_iterations = measure.time_iterations
+
+    def spying_time_iterations(*args, **kwargs):
+        seen.append(os.sched_getaffinity(0))
+        return real_time_iterations(*args, **kwargs)
+    monkeypatch.setattr(measure, "time_iterations", spying_time_iterations)
+    model = compile_source(NET).build()
+    report = measure.profile_module(model, [(3, 16, 16)], measure.Settings(**QUICK, cpu=core))
+    assert seen == [{core}] and report["settings"]["cpu"] == core
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(RuntimeError), measure.pinned(core):
+        raise RuntimeError("a failed measurement")
+    assert os.sched_getaffinity(0) == before  # restored on errors too
+
+
+def test_pinning_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"cpu 4096 is not one this process may run on"):
+        measure.Settings(threads=1, cpu=4096)
+    with pytest.raises(ValueError, match="needs threads=1"):  # worker threads would share the one core
+        measure.Settings(cpu=min(os.sched_getaffinity(0)))
+
+
 def test_cpu_memory_meter_sees_rss_growth() -> None:
     with measure.MemoryMeter(torch.device("cpu")) as meter:
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
     assert block.sum() > 0
     assert 60 <= meter.peak_bytes / 2**20 < 200 and meter.kind == "cpu_rss_growth"
+
+
+def test_cpu_memory_meter_is_not_fooled_by_garbage_collected_inside() -> None:
+    """Found as a flaky failure (peak 0 MiB) in full runs: cyclic garbage left by earlier tests, freed by an
+    automatic collection inside the block, lowered the RSS below the baseline taken at entry."""
+    holder: dict = {"tensor": torch.ones(128 * 2**20 // 4)}
+    holder["self"] = holder  # a cycle: only the garbage collector frees it
+    del holder
+    with measure.MemoryMeter(torch.device("cpu")) as meter:
+        gc.collect()  # what an automatic collection would do at any allocation
+        block = torch.ones(64 * 2**20 // 4)
+    assert block.sum() > 0
+    assert 60 <= meter.peak_bytes / 2**20 < 200
 
 
 def test_profiler_cache_is_hit_on_a_repeat(tmp_path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # --- harness:begin ---
 import argparse
+import contextlib
+import gc
 import math
 import os
 import platform
@@ -49,6 +51,8 @@ class Settings:
     min_iters: int = 10
     max_iters: int = 10000
     block_time_s: float | None = None  # None: 0.01 s on CUDA, 0 (each iteration timed alone) on the CPU
+    cpu: int | None = None         # pin the measuring thread to this CPU core while timing (Linux): a GPU network
+                                   # bound by kernel launches runs at the speed of the one core issuing them
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +70,13 @@ class Settings:
             problems.append(f"clock must be wall or thread, got {self.clock!r}")
         elif self.clock == "thread" and (self.device != "cpu" or self.threads != 1):
             problems.append("clock='thread' measures CPU time of one thread: it needs device='cpu' and threads=1")
+        if self.cpu is not None:
+            allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if self.cpu not in allowed:
+                problems.append(f"cpu {self.cpu} is not one this process may run on ({_cpu_ranges(allowed)})"
+                                if allowed else "cpu pinning needs Linux (os.sched_setaffinity)")
+            if self.device == "cpu" and self.threads != 1:
+                problems.append("cpu pinning on the CPU device needs threads=1 (other threads would share its core)")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             problems.append(f"device must be cpu or cuda (optionally cuda:N), got {self.device!r}")
         if problems:
@@ -81,6 +92,25 @@ class Settings:
         if self.block_time_s is not None:
             return self.block_time_s
         return CUDA_BLOCK_S if self.device.startswith("cuda") else 0.0
+
+
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    return ",".join(str(c) for c in cpus) if len(cpus) < 8 else f"{cpus[0]}-{cpus[-1]}"
+
+
+@contextlib.contextmanager
+def pinned(cpu: int | None):
+    """Run the block with the calling thread on one CPU core, then restore its affinity (nothing when None)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)  # pid 0: the calling thread on Linux; threads started inside inherit it
+    torch.ones(1 << 16).sum()  # start torch's CPU worker threads first, or they would all share the pinned core
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -280,6 +310,7 @@ class MemoryMeter:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            gc.collect()  # free garbage now: collected inside the block, it would hide the block's growth
             self._base = _rss_bytes()
             if not _reset_peak_rss():
                 self.kind = "cpu_rss_growth_upper_bound"  # the process-wide peak cannot be reset here
@@ -388,7 +419,8 @@ def profile_module(model: torch.nn.Module, input_shapes: Sequence[Sequence[int]]
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
     model, runner = prepare_module(model, settings)
-    results = [measure_batch(model, runner, input_shapes, b, settings) for b in settings.batch_sizes]
+    with pinned(settings.cpu):
+        results = [measure_batch(model, runner, input_shapes, b, settings) for b in settings.batch_sizes]
     return {"version": REPORT_VERSION, "model": name, "input_shapes": [list(s) for s in input_shapes],
             "device": device_info(device), "versions": versions(), "settings": asdict(settings),
             "results": results}
@@ -431,6 +463,8 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
     parser.add_argument("--max-iters", type=int, default=Settings.max_iters)
     parser.add_argument("--block-time", type=float, default=None,
                         help="seconds per timed block of back-to-back iterations (default: 0.01 on cuda, 0 on cpu)")
+    parser.add_argument("--cpu", type=int, default=None, metavar="N",
+                        help="pin the timing thread to CPU core N (steadier launch-bound GPU timings)")
     parser.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
     args = parser.parse_args(argv)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -440,7 +474,7 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
         settings = Settings(device=device, batch_sizes=batch_sizes, dtype=args.dtype,
                             channels_last=args.channels_last, compile=args.compile, train=args.train,
                             threads=args.threads, clock=args.clock, warmup=args.warmup, min_time_s=args.min_time,
-                            min_iters=args.min_iters, max_iters=args.max_iters, block_time_s=args.block_time)
+                            min_iters=args.min_iters, max_iters=args.max_iters, block_time_s=args.block_time, cpu=args.cpu)
     except ValueError as err:
         parser.error(str(err))
     return settings, args.json

@@ -25,7 +25,7 @@ import torch
 from compiler.api import CompileResult, compile_graph
 from compiler.ir.graph import Graph, Node, frozen
 from compiler.profiling.cache import device_fingerprint
-from compiler.profiling.measure import (DTYPES, Settings, make_inputs, percentile, prepare_module,
+from compiler.profiling.measure import (DTYPES, Settings, make_inputs, percentile, pinned, prepare_module,
                                         time_host_and_device, time_iterations)
 
 TABLE_VERSION = 2
@@ -71,7 +71,7 @@ def _rotating_step(result: CompileResult, batch_size: int, settings: Settings, c
 
 def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> float:
     """Median inference latency (ms) of a compiled graph at one batch size, with the harness's timing loop."""
-    with torch.no_grad():
+    with torch.no_grad(), pinned(settings.cpu):
         step = _rotating_step(result, batch_size, settings, copies)
         return percentile(time_iterations(step, torch.device(settings.device), settings).samples_ms, 50)
 
@@ -79,7 +79,7 @@ def measure_compiled_ms(result: CompileResult, batch_size: int, settings: Settin
 def measure_entry(result: CompileResult, batch_size: int, settings: Settings, copies: int = 1) -> dict[str, float]:
     """A table entry: the median latency, and on a GPU also the host's and the device's time per call."""
     device = torch.device(settings.device)
-    with torch.no_grad():
+    with torch.no_grad(), pinned(settings.cpu):
         step = _rotating_step(result, batch_size, settings, copies)
         entry = {"ms": percentile(time_iterations(step, device, settings).samples_ms, 50)}
         if device.type == "cuda":

@@ -57,7 +57,7 @@ def settings_for(cfg: DictConfig, min_time_s: float, batch_sizes: tuple[int, ...
     try:
         return Settings(device=device, batch_sizes=batch_sizes, dtype=task.dtype,
                         channels_last=bool(task.channels_last), threads=task.threads, clock=task.clock,
-                        min_time_s=min_time_s)
+                        min_time_s=min_time_s, cpu=task.get("cpu"))
     except ValueError as err:
         raise ArchError(str(err), hint="fix device=... or the task.* settings on the command line") from err
 
