@@ -1,53 +1,38 @@
 """The search loop: ask a strategy, evaluate, journal, checkpoint; resumes a killed run exactly.
 
-Resume: the checkpoint (strategy + budget state) is written after every journalled evaluation. On restart the
-checkpoint is loaded and any journal lines written after it (a kill between the two writes) are replayed, so no
-recorded evaluation is lost or repeated and the run continues as if it had never stopped. A candidate that fails
-(invalid shapes, an exception, NaN loss, out of memory) is journalled with its status and the search goes on.
+Resume: the checkpoint (strategy + budget state, and the candidates in flight) is written after every journalled
+evaluation. On restart the checkpoint is loaded and any journal lines written after it (a kill between the two
+writes) are replayed, so no recorded evaluation is lost or repeated and the run continues as if it had never
+stopped. A candidate that fails (invalid shapes, an exception, NaN loss, out of memory) is journalled with its
+status and the search goes on.
+
+Parallel evaluation (``workers`` > 1, see ``search/parallel.py``): up to ``workers`` candidates are in flight and
+results are recorded in the order the candidates were proposed, so a run depends on its seed and worker count only.
 """
 from __future__ import annotations
 
 import logging
-import math
-import time
-import traceback
+from collections import deque
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from compiler.errors import ArchError
 from search.budget import BudgetedSearch
-from search.evaluators.cost import CostEvaluator
 from search.journal import Journal, atomic_write_json, read_json
-from search.objectives import FEASIBLE, INFEASIBLE_STATUS, ObjectiveSet
+from search.objectives import FEASIBLE, ObjectiveSet
+from search.parallel import (Context, Evaluator, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker,
+                             make_pool)
+from search.space import Genotype
 from search.strategies.base import Strategy
 
 log = logging.getLogger("search")
 
-Evaluator = Callable[[Sequence[int], Any], Mapping[str, Any]]
-
 
 class ResumeError(RuntimeError):
     """The run directory holds a run that this configuration cannot continue."""
-
-
-def _failure(err: BaseException) -> dict[str, Any]:
-    if isinstance(err, ArchError):
-        return {"status": "invalid", "error": str(err)}
-    message = f"{type(err).__name__}: {err}"
-    status = "oom" if "out of memory" in str(err).lower() else "error"
-    return {"status": status, "error": message, "traceback": traceback.format_exc(limit=8)}
-
-
-def _finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN: a non-finite metric marks the candidate as diverged."""
-    out = dict(metrics)
-    for key, value in metrics.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            out[key] = None
-            out["status"] = "diverged" if out.get("status", "ok") == "ok" else out["status"]
-    return out
 
 
 @dataclass
@@ -63,6 +48,14 @@ class SearchLoop:
     max_repeats: int = 100
     measurements: Sequence[Callable[[Any], Mapping[str, Any]]] = ()  # e.g. a latency profiler: compiled -> metrics
     on_result: Callable[[dict[str, Any]], None] | None = None   # a hook for tests (e.g. to kill mid-run)
+    workers: int = 1                    # candidates evaluated at once, each in its own process when > 1
+    worker_context: Callable[[], Context] | None = None  # picklable: builds a worker's Context (workers > 1)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.worker_context is None:
+            raise ValueError("workers > 1 needs worker_context: a picklable factory of each worker's Context")
 
     @property
     def journal(self) -> Journal:
@@ -77,10 +70,20 @@ class SearchLoop:
         return {"seed": self.seed, "strategy": type(self.strategy).__name__, "space": self.space.name,
                 "decisions": [[d.name, list(d.options)] for d in self.space.decisions]}
 
-    def _restore(self, search: BudgetedSearch) -> list[dict[str, Any]]:
+    def _refill(self, search: BudgetedSearch, in_flight: list[Genotype] | deque) -> list[Genotype]:
+        """Ask for new candidates until ``workers`` are in flight (or the search is over); returns the new ones."""
+        asked = []
+        while len(in_flight) < self.workers and (genotype := search.next()) is not None:
+            in_flight.append(genotype)
+            asked.append(genotype)
+        return asked
+
+    def _restore(self, search: BudgetedSearch) -> tuple[list[dict[str, Any]], list[Genotype]]:
+        """The journalled records, with the search state rebuilt, and the candidates that were in flight."""
         records = self.journal.read()
         state = read_json(self.checkpoint_path)
         start = 0
+        in_flight: list[Genotype] = []
         if state is not None:
             mine = self.identity()
             for key, value in state.get("identity", {}).items():
@@ -93,69 +96,70 @@ class SearchLoop:
             except ValueError as err:
                 raise ResumeError(f"{self.out_dir} holds a run of another configuration: {err}") from err
             start = state["evaluations"]
+            in_flight = [tuple(int(v) for v in g) for g in state.get("in_flight", [])]
+            search.pending.update(in_flight)  # proposed before the stop: evaluated first, not proposed again
         observe = getattr(self.evaluator, "observe", None)  # evaluators that learn from results (early stopping)
         if observe is not None:                              # see the past again
             for record in records:
                 observe(record["metrics"])
-        for record in records[start:]:
-            genotype = search.next()
+        for record in records[start:]:  # recorded after the last checkpoint: ask and tell as the run did
+            self._refill(search, in_flight)
+            genotype = in_flight.pop(0) if in_flight else None
             if genotype is None or list(genotype) != record["genotype"]:
                 raise ResumeError(f"{self.out_dir}/history.jsonl does not replay with this configuration "
                                   f"(expected {record['genotype']}, the strategy proposes {genotype}); use a new "
-                                  "out_dir or the same seed, space and search settings")
+                                  "out_dir or the same seed, space, search settings and workers")
             search.record(genotype, record["metrics"])
         if records:
             log.info("resumed %d evaluation(s) from %s", len(records), self.out_dir)
-        return records
+        return records, in_flight
 
-    def _evaluate(self, genotype: tuple[int, ...]) -> tuple[dict[str, Any], str]:
-        try:
-            compiled = self.space.compile(genotype)
-            arch = compiled.arch
-        except ArchError as err:
-            return _failure(err), ""
-        try:
-            # the cheap metrics first: a candidate that already breaks a hard constraint (params, latency, ...)
-            # is not trained at all
-            metrics = dict(CostEvaluator()(genotype, self.space))
-            for measure in self.measurements:
-                metrics.update(measure(compiled))
-            violation = self.objectives.known_violation(metrics)
-            if violation > 0:
-                broken = ", ".join(f"{c.name}={metrics[c.name]:.4g} breaks {c}" for c in self.objectives.constraints
-                                   if c.name in metrics and c.violation(metrics) > 0)
-                return _finite({**metrics, "status": INFEASIBLE_STATUS, "violation": violation,
-                                "message": f"not trained: {broken}"}), arch
-            metrics.update(self.evaluator(genotype, self.space))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as err:  # a failing candidate is a result, not the end of the search
-            log.warning("candidate %s failed: %s: %s", list(genotype), type(err).__name__, err)
-            metrics = {"params": compiled.summary["params"], "macs": compiled.summary["macs"], **_failure(err)}
-        return _finite(metrics), arch
+    def _executor(self) -> Executor:
+        if self.workers == 1:
+            return InlineExecutor()
+        assert self.worker_context is not None
+        return make_pool(self.workers, self.worker_context)
+
+    def _submit(self, executor: Executor, genotype: Genotype, records: Sequence[dict[str, Any]]) -> Future:
+        if isinstance(executor, InlineExecutor):  # this process's evaluator has seen every result itself
+            return executor.submit(evaluate_candidate, Context(self.space, self.evaluator, self.objectives,
+                                                               self.measurements), genotype)
+        observed = ([r["metrics"] for r in records] if hasattr(self.evaluator, "observe_all") else None)
+        return executor.submit(evaluate_in_worker, genotype, observed)
 
     def run(self) -> list[dict[str, Any]]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         search = BudgetedSearch(self.strategy, self.budget, seed=self.seed, max_repeats=self.max_repeats)
-        records = self._restore(search)
+        records, restored = self._restore(search)
         bar = None
         if self.progress:
             from tqdm import tqdm
             bar = tqdm(total=self.budget, initial=len(records), desc="search", unit="arch", dynamic_ncols=True)
         best = max((self.objectives.fitness(r["metrics"]) for r in records), default=None)
+        executor = self._executor()
+        finished = False
         try:
-            while (genotype := search.next()) is not None:
-                start = time.perf_counter()
-                metrics, arch = self._evaluate(genotype)
+            in_flight: deque[tuple[Genotype, Future]] = deque()
+            self._refill(search, restored)  # the candidates in flight at the stop first, then new ones
+            for genotype in restored:
+                in_flight.append((genotype, self._submit(executor, genotype, records)))
+            while in_flight:
+                genotype, future = in_flight.popleft()  # in proposal order, whatever finishes first
+                outcome = self._result(genotype, future)
+                metrics = outcome.metrics
                 record = {"index": len(records), "genotype": list(genotype),
-                          "decisions": self.space.describe(genotype), "arch": arch, "metrics": metrics,
-                          "status": metrics.get("status", "ok"), "seconds": round(time.perf_counter() - start, 4),
+                          "decisions": self.space.describe(genotype), "arch": outcome.arch, "metrics": metrics,
+                          "status": metrics.get("status", "ok"), "seconds": outcome.seconds,
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 self.journal.append(record)
                 search.record(genotype, metrics)
                 records.append(record)
+                waiting = [g for g, _ in in_flight]
+                for new in self._refill(search, waiting):
+                    in_flight.append((new, self._submit(executor, new, records)))
                 atomic_write_json(self.checkpoint_path, {"evaluations": len(records), "identity": self.identity(),
-                                                         "search": search.state_dict()})
+                                                         "search": search.state_dict(),
+                                                         "in_flight": [list(g) for g, _ in in_flight]})
                 fitness = self.objectives.fitness(metrics)
                 best = fitness if best is None or fitness > best else best
                 if bar is not None:
@@ -163,10 +167,22 @@ class SearchLoop:
                     bar.set_postfix_str(self._postfix(metrics, best))
                 if self.on_result is not None:
                     self.on_result(record)
+            finished = True
         finally:
+            # on a normal end every task is done; after an error, queued candidates are dropped (they are in the
+            # checkpoint's in_flight list and run first on resume) and running ones are not waited for
+            executor.shutdown(wait=finished, cancel_futures=True)
             if bar is not None:
                 bar.close()
         return records
+
+    def _result(self, genotype: Genotype, future: Future) -> Outcome:
+        try:
+            return future.result()
+        except BrokenProcessPool as err:
+            raise RuntimeError(f"a worker process died while candidates {list(genotype)} and others were being "
+                               "evaluated (killed for memory?); run the same command again to resume, or use "
+                               "fewer workers") from err
 
     def _postfix(self, metrics: Mapping[str, Any], best: Any) -> str:
         name = self.objectives.primary.name

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from compiler.api import CompileOptions, read_source
 from compiler.ir.ops import load_op_modules
@@ -15,6 +16,7 @@ from compiler.space import Space, load_space_file
 from compiler.tasks import export_formats, output_dir
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
+from search.parallel import Context
 from search.report import write_report
 from search.training.specialise import data_parameters, model_parameters
 
@@ -39,25 +41,54 @@ def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space
     return space
 
 
-def search_task(cfg: DictConfig) -> int:
+WORKER_KEYS = ("ops", "objective", "evaluator", "space", "profile")  # what a worker needs of the config
+
+
+def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False) -> Context:
+    """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
+    resolved copy of the config (``worker_config``), by every parallel worker, the same way."""
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     load_op_modules(cfg.get("ops") or [])
-    formats = export_formats(cfg)  # checked before the search, not after it
-    out = output_dir(cfg)
     objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
     evaluator = instantiate(cfg.evaluator, _convert_="all")
-    space = build_space(cfg, evaluator)
+    space = build_space(cfg, evaluator, validate=validate)
+    profile = cfg.get("profile")
+    measurements = [instantiate(profile, _convert_="all")] if profile and profile.get("_target_") else []
+    return Context(space, evaluator, objectives, measurements)
+
+
+def worker_config(cfg: DictConfig) -> dict[str, Any]:
+    """The parts of the config a worker needs, resolved here (interpolations such as ${hydra:...} only resolve
+    inside the Hydra app) and plain, so that it pickles."""
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg.get(key), DictConfig | ListConfig)
+            else cfg.get(key) for key in WORKER_KEYS}
+
+
+def search_task(cfg: DictConfig) -> int:
+    formats = export_formats(cfg)  # checked before the search, not after it
+    out = output_dir(cfg)
+    workers = int(cfg.search.get("workers", 1))
+    context = evaluation_context(cfg, validate=True)
+    space, evaluator, objectives, measurements = (context.space, context.evaluator, context.objectives,
+                                                  context.measurements)
+    timed = [type(m).__name__ for m in measurements if getattr(m, "measures_time", False)]
+    if workers > 1 and timed:
+        print(f"error: search.workers={workers} with profile={cfg.profile.get('_target_', '?').rsplit('.', 1)[-1]}: "
+              "latency would be timed while other workers train on the same machine. Use search.workers=1, or "
+              "profile=predictor with profile.measure_missing=false (a table built beforehand), or profile=none")
+        return 2
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = instantiate(cfg.search.strategy, _partial_=True, _convert_="all")
     strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
-          f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}; writing to {out}")
+          f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
+          f"{f', {workers} workers' if workers > 1 else ''}; writing to {out}")
     start = time.perf_counter()
-    profile = cfg.get("profile")
-    measurements = [instantiate(profile, _convert_="all")] if profile and profile.get("_target_") else []
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
-                      progress=bool(cfg.search.get("progress", True)), measurements=measurements)
+                      progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
+                      worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None)
     try:
         records = loop.run()
     except ResumeError as err:

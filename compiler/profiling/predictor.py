@@ -92,6 +92,11 @@ class LatencyPredictor:
             self.table.check_compatible(self.settings)
         self.save_to = save_to
 
+    @property
+    def measures_time(self) -> bool:
+        """Whether it times anything (ops missing from its table) while a search runs."""
+        return self.measure_missing
+
     def predict(self, arch: CompileResult | Graph) -> float:
         graph = arch.graph if isinstance(arch, CompileResult) else as_compiled(arch).graph
         if self.settings is not None and fill_table(self.table, [graph], [self.batch_size], self.settings):

@@ -35,6 +35,8 @@ def as_compiled(arch: CompileResult | Graph) -> CompileResult:
 class Profiler:
     """Measures compiled architectures and remembers every report under (architecture, device, settings)."""
 
+    measures_time = True  # its figures need the machine to itself (no parallel training beside it)
+
     def __init__(self, settings: Settings | None = None, cache: ProfileCache | str | Path | None = None,
                  **settings_overrides: Any) -> None:
         self.settings = make_settings(settings, **settings_overrides)

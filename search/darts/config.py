@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from compiler.errors import ArchError, Span
+from search.structured import structured
 
 
 class DartsConfigError(ArchError):
@@ -78,15 +78,8 @@ class DartsConfig:
 
 def darts_config(node: DictConfig | dict[str, Any] | None) -> DartsConfig:
     """Check the ``search`` config node: unknown keys, wrong types and impossible values fail before any work."""
-    if isinstance(node, DictConfig):
-        node = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(DartsConfig), node or {})
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise DartsConfigError(str(key), str(err).splitlines()[0], hint="see conf/search/darts.yaml") from err
-    assert isinstance(cfg, DartsConfig)
+    cfg = structured(DartsConfig, node,
+                     error=lambda key, message: DartsConfigError(key, message, hint="see conf/search/darts.yaml"))
     _check(cfg)
     return cfg
 

@@ -96,6 +96,17 @@ class TrainEvaluator:
         if self.stopper is not None and metrics.get("status", "ok") == "ok" and metrics.get("val_curve"):
             self.stopper.observe(metrics["val_curve"])
 
+    def observe_all(self, results: Sequence[Mapping[str, Any]]) -> None:
+        """Know exactly these results, nothing else (a parallel worker is told every recorded result before each
+        candidate, so its stopping decisions do not depend on which earlier tasks it happened to run)."""
+        if self.stopper is not None:
+            self.stopper.averages.clear()
+            for metrics in results:
+                self.observe(metrics)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_data": None}  # a copy sent to a worker loads the data itself, once
+
     def final(self, genotype: Sequence[int], space: Any, out: Path) -> dict[str, Any]:
         """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py."""
         model, result = self._train(genotype, space, {"evaluate_test": True, **self.final_overrides})

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from compiler.errors import ArchError, Span
 from search.data.augment import AugmentConfig
+from search.structured import structured
 
 
 class ConfigError(ArchError):
@@ -110,16 +110,8 @@ def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None
                    **overrides: Any) -> TrainerConfig:
     """A checked TrainerConfig from a Hydra node or a mapping: unknown keys, wrong types, unknown names
     (optimizer, schedule, precision, ...) and impossible values are ConfigErrors before any work is done."""
-    if isinstance(config, DictConfig):  # resolve interpolations (${seed}) against the config it came from
-        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    base = OmegaConf.structured(TrainerConfig)
-    try:
-        merged = OmegaConf.merge(base, config or {}, overrides)
-        result = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(str(key), str(err).splitlines()[0], hint="see conf/trainer/default.yaml") from err
-    assert isinstance(result, TrainerConfig)
+    result = structured(TrainerConfig, config, overrides,
+                        error=lambda key, message: ConfigError(key, message, hint="see conf/trainer/default.yaml"))
     from search.training.checks import check_config  # the registries import this module
     check_config(result)
     return result

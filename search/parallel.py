@@ -1,0 +1,133 @@
+"""Evaluating candidates: the one function that turns a genotype into metrics, and the executors that run it.
+
+With ``workers`` > 1 the loop keeps that many candidates in flight on a ``concurrent.futures.ProcessPoolExecutor``
+(the standard library's pool; its Executor interface is also what Dask, Loky and Ray's executors offer) and
+records results in the order the candidates were proposed, not the order they finish. The sequence of asks and
+tells, and so the whole run, then depends only on the seed and the worker count, never on timing, and the
+checkpoint can list the candidates in flight so that a killed run resumes exactly.
+
+Workers are started with ``spawn`` (CUDA cannot be used in forked children) and build their evaluation context
+once, from a picklable factory (a ``functools.partial`` of a module-level function): a compiled space holds op
+registrations that do not pickle, so each worker rebuilds it from the configuration, as the main process did.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import time
+import traceback
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from compiler.errors import ArchError
+from search.evaluators.cost import CostEvaluator
+from search.objectives import INFEASIBLE_STATUS, ObjectiveSet
+
+log = logging.getLogger("search")
+
+Evaluator = Callable[[Sequence[int], Any], Mapping[str, Any]]
+
+
+@dataclass
+class Context:
+    """What evaluating a candidate needs: the space, the evaluator, extra measurements, the objectives."""
+    space: Any
+    evaluator: Evaluator
+    objectives: ObjectiveSet
+    measurements: Sequence[Callable[[Any], Mapping[str, Any]]] = field(default_factory=tuple)
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, Any]
+    arch: str          # the candidate's canonical .arch text ("" when it did not compile)
+    seconds: float     # wall time of the evaluation, where it ran
+
+
+def failure(err: BaseException) -> dict[str, Any]:
+    if isinstance(err, ArchError):
+        return {"status": "invalid", "error": str(err)}
+    message = f"{type(err).__name__}: {err}"
+    status = "oom" if "out of memory" in str(err).lower() else "error"
+    return {"status": status, "error": message, "traceback": traceback.format_exc(limit=8)}
+
+
+def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN: a non-finite metric marks the candidate as diverged."""
+    out = dict(metrics)
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+            out["status"] = "diverged" if out.get("status", "ok") == "ok" else out["status"]
+    return out
+
+
+def evaluate_candidate(context: Context, genotype: Sequence[int]) -> Outcome:
+    """Compile, cost, measure and (if no hard constraint is already broken) train one candidate. A failing
+    candidate is a result (status invalid / error / oom / diverged), never an exception."""
+    start = time.perf_counter()
+
+    def done(metrics: dict[str, Any], arch: str) -> Outcome:
+        return Outcome(finite(metrics), arch, round(time.perf_counter() - start, 4))
+    try:
+        compiled = context.space.compile(genotype)
+        arch = compiled.arch
+    except ArchError as err:
+        return done(failure(err), "")
+    try:
+        # the cheap metrics first: a candidate that already breaks a hard constraint is not trained at all
+        metrics = dict(CostEvaluator()(genotype, context.space))
+        for measure in context.measurements:
+            metrics.update(measure(compiled))
+        violation = context.objectives.known_violation(metrics)
+        if violation > 0:
+            broken = ", ".join(f"{c.name}={metrics[c.name]:.4g} breaks {c}" for c in context.objectives.constraints
+                               if c.name in metrics and c.violation(metrics) > 0)
+            return done({**metrics, "status": INFEASIBLE_STATUS, "violation": violation,
+                         "message": f"not trained: {broken}"}, arch)
+        metrics.update(context.evaluator(genotype, context.space))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # a failing candidate is a result, not the end of the search
+        log.warning("candidate %s failed: %s: %s", list(genotype), type(err).__name__, err)
+        metrics = {"params": compiled.summary["params"], "macs": compiled.summary["macs"], **failure(err)}
+    return done(metrics, arch)
+
+
+class InlineExecutor(Executor):
+    """Runs each call at submit time in this process (``workers`` = 1): the same code path, no pool."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future, as a pool would
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            future.set_exception(err)
+        return future
+
+
+_WORKER_CONTEXT: Context | None = None  # one per worker process, built by its initializer
+
+
+def _init_worker(factory: Callable[[], Context]) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = factory()
+
+
+def evaluate_in_worker(genotype: Sequence[int], observed: Sequence[Mapping[str, Any]] | None) -> Outcome:
+    """A pool task. ``observed``: the results recorded so far, for evaluators that learn from them (early
+    stopping); a worker's own earlier tasks are not all of them, so it is told the whole record each time."""
+    if _WORKER_CONTEXT is None:
+        raise RuntimeError("evaluate_in_worker runs in a worker started by make_pool")
+    if observed is not None:
+        _WORKER_CONTEXT.evaluator.observe_all(observed)  # type: ignore[attr-defined]
+    return evaluate_candidate(_WORKER_CONTEXT, genotype)
+
+
+def make_pool(workers: int, factory: Callable[[], Context]) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(factory,))
