@@ -97,16 +97,22 @@ def test_resume_after_sigkill_mid_training_equals_an_uninterrupted_run(tmp_path:
     assert _essence(out) == _essence(tmp_path / "ref")
 
 
-def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path: Path) -> None:
+def _sweep(tmp_path: Path, name: str, *launcher: str) -> list[list]:
     proc = run_cli("-m", "+search=evolution,random", "seed=0,1", "space=nb201", "evaluator=table",
                    "++search.budget=3", "++search.progress=false", "++task.export_best=false",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+                   f"hydra.sweep.dir={tmp_path / name}", *launcher, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted((tmp_path / "sweep").glob("*/history.jsonl"))
+    jobs = sorted((tmp_path / name).glob("*/history.jsonl"), key=lambda path: int(path.parent.name))
     assert len(jobs) == 4
-    runs = [[json.loads(line)["genotype"] for line in job.read_text().splitlines()] for job in jobs]
+    return [[json.loads(line)["genotype"] for line in job.read_text().splitlines()] for job in jobs]
+
+
+def test_multirun_sweep_gives_each_job_its_own_directory(tmp_path: Path) -> None:
+    runs = _sweep(tmp_path, "sweep")
     assert all(len(r) == 3 for r in runs)
     assert runs[0] != runs[1]  # seeds 0 and 1 differ
+    # the same sweep with its jobs run two at a time by Hydra's joblib launcher: the same four runs
+    assert _sweep(tmp_path, "parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2") == runs
 
 
 def test_space_is_specialised_only_through_parameters_it_declares(tmp_path: Path) -> None:
