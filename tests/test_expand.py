@@ -141,3 +141,15 @@ def test_input_shape_override() -> None:
     result = compile_source(text, options=CompileOptions(input_shape=(1, 8, 8)))
     assert result.summary["input_shape"] == [1, 8, 8]
     assert result.graph.node("conv1").meta["input_shapes"] == ((1, 8, 8),)
+
+
+def test_numbered_names_stay_readable_when_the_base_ends_in_a_digit() -> None:
+    text = """
+block conv1x1(c) { input x
+    output x -> conv(c, 1) }
+model m() {
+    input x: [2, 4, 4]
+    output x -> conv1x1(2) -> conv1x1(2)
+}"""
+    names = [n.name for n in compile_source(text).graph.nodes]
+    assert names == ["x", "conv1x1_1_conv1", "conv1x1_2_conv1"]  # not conv1x11_conv1, conv1x12_conv1

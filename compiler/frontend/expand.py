@@ -49,9 +49,10 @@ class _Names:
 
     def numbered(self, base: str) -> str:
         n = self.counters.get(base, 0)
+        sep = "_" if base[-1:].isdigit() else ""  # nor_conv_1x1 -> nor_conv_1x1_1, not nor_conv_1x11
         while True:
             n += 1
-            name = f"{base}{n}"
+            name = f"{base}{sep}{n}"
             if name not in self.used:
                 self.counters[base] = n
                 self.used.add(name)
