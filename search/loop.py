@@ -50,6 +50,7 @@ class SearchLoop:
     on_result: Callable[[dict[str, Any]], None] | None = None   # a hook for tests (e.g. to kill mid-run)
     workers: int = 1                    # candidates evaluated at once, each in its own process when > 1
     worker_context: Callable[[], Context] | None = None  # picklable: builds a worker's Context (workers > 1)
+    devices: Sequence[str] = ()         # GPUs to spread the workers over (CUDA_VISIBLE_DEVICES entries)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -118,7 +119,7 @@ class SearchLoop:
         if self.workers == 1:
             return InlineExecutor()
         assert self.worker_context is not None
-        return make_pool(self.workers, self.worker_context)
+        return make_pool(self.workers, self.worker_context, self.devices)
 
     def _submit(self, executor: Executor, genotype: Genotype, records: Sequence[dict[str, Any]]) -> Future:
         if isinstance(executor, InlineExecutor):  # this process's evaluator has seen every result itself

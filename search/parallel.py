@@ -6,7 +6,8 @@ records results in the order the candidates were proposed, not the order they fi
 tells, and so the whole run, then depends only on the seed and the worker count, never on timing, and the
 checkpoint can list the candidates in flight so that a killed run resumes exactly.
 
-Workers are started with ``spawn`` (CUDA cannot be used in forked children) and build their evaluation context
+Workers are started with ``spawn`` (CUDA cannot be used in forked children); on a machine with several GPUs each
+worker gets one (``CUDA_VISIBLE_DEVICES``, in turn), so N workers train on N GPUs. Each builds its evaluation context
 once, from a picklable factory (a ``functools.partial`` of a module-level function): a compiled space holds op
 registrations that do not pickle, so each worker rebuilds it from the configuration, as the main process did.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 import time
 import traceback
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -113,8 +115,11 @@ class InlineExecutor(Executor):
 _WORKER_CONTEXT: Context | None = None  # one per worker process, built by its initializer
 
 
-def _init_worker(factory: Callable[[], Context]) -> None:
+def _init_worker(factory: Callable[[], Context], devices: Any) -> None:
+    """Runs first in each worker: take a GPU of its own (before CUDA starts), then build the context."""
     global _WORKER_CONTEXT
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()  # this worker's "cuda" is that one GPU
     _WORKER_CONTEXT = factory()
 
 
@@ -128,6 +133,22 @@ def evaluate_in_worker(genotype: Sequence[int], observed: Sequence[Mapping[str, 
     return evaluate_candidate(_WORKER_CONTEXT, genotype)
 
 
-def make_pool(workers: int, factory: Callable[[], Context]) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(factory,))
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (without starting CUDA here)."""
+    import torch
+    count = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
+
+
+def make_pool(workers: int, factory: Callable[[], Context], devices: Sequence[str] = ()) -> ProcessPoolExecutor:
+    """``devices``: GPUs to spread the workers over, one each in turn (worker k gets ``devices[k % n]``); with
+    none, workers inherit this process's view of the GPUs."""
+    context = multiprocessing.get_context("spawn")
+    queue = None
+    if devices:
+        queue = context.Queue()
+        for k in range(workers):
+            queue.put(str(devices[k % len(devices)]))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(factory, queue))

@@ -16,7 +16,7 @@ from compiler.space import Space, load_space_file
 from compiler.tasks import export_formats, output_dir
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
-from search.parallel import Context
+from search.parallel import Context, visible_gpus
 from search.report import write_report
 from search.training.specialise import data_parameters, model_parameters
 
@@ -82,13 +82,17 @@ def search_task(cfg: DictConfig) -> int:
     strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    gpus = visible_gpus() if workers > 1 else []
+    gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees
+    on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
-          f"{f', {workers} workers' if workers > 1 else ''}; writing to {out}")
+          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}; writing to {out}")
     start = time.perf_counter()
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None)
+                      worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None,
+                      devices=gpus)
     try:
         records = loop.run()
     except ResumeError as err:

@@ -17,7 +17,7 @@ from search.evaluators.table import TableEvaluator
 from search.evaluators.train import TrainEvaluator
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
-from search.parallel import Context
+from search.parallel import Context, visible_gpus
 from search.strategies.evolution import RegularizedEvolution
 from search.strategies.random_search import RandomSearch
 
@@ -33,7 +33,8 @@ class UnevenTable(TableEvaluator):
 
     def __call__(self, genotype, space):  # noqa: ANN001, ANN204
         time.sleep(0.01 * (sum(genotype) % 5))
-        return {**super().__call__(genotype, space), "pid": os.getpid()}
+        return {**super().__call__(genotype, space), "pid": os.getpid(),
+                "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
 
 class DyingEvaluator:
@@ -41,19 +42,21 @@ class DyingEvaluator:
         os._exit(3)  # a worker killed mid-evaluation (out of memory, a crash in a kernel, ...)
 
 
-def table_context(evaluator: str = "uneven") -> Context:
+def table_context(evaluator: str = "uneven", note_gpu_in: Path | None = None) -> Context:
     """A worker's context: module-level, so that the pool can pickle a partial of it."""
+    if note_gpu_in is not None:  # every worker builds its context at start, whether or not it gets a task
+        (note_gpu_in / str(os.getpid())).write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     space = load_space_file(SPACE)
     made = {"uneven": lambda: UnevenTable(TABLE), "dying": DyingEvaluator}[evaluator]()
     return Context(space, made, OBJECTIVES)
 
 
 def _loop(out: Path, strategy: type = RegularizedEvolution, workers: int = 2, budget: int = 16, hook=None,  # noqa: ANN001
-          evaluator: str = "uneven") -> SearchLoop:
+          evaluator: str = "uneven", devices: tuple[str, ...] = (), note_gpu_in: Path | None = None) -> SearchLoop:
     context = table_context(evaluator)
     return SearchLoop(context.space, strategy(context.space, seed=5, objectives=OBJECTIVES), context.evaluator,
                       OBJECTIVES, budget, out, seed=5, progress=False, on_result=hook, workers=workers,
-                      worker_context=partial(table_context, evaluator))
+                      worker_context=partial(table_context, evaluator, note_gpu_in), devices=devices)
 
 
 def _essence(records: list[dict]) -> list[tuple]:
@@ -68,7 +71,7 @@ def test_random_search_with_two_workers_records_what_one_worker_records(tmp_path
     one = _loop(tmp_path / "one", RandomSearch, workers=1).run()
     two = _loop(tmp_path / "two", RandomSearch, workers=2).run()
     assert _essence(two) == _essence(one) and len(two) == 16
-    assert len({r["metrics"]["pid"] for r in two}) == 2 and os.getpid() not in {r["metrics"]["pid"] for r in two}
+    assert os.getpid() not in {r["metrics"]["pid"] for r in two}  # evaluated in the workers
     assert {r["metrics"]["pid"] for r in one} == {os.getpid()}
 
 
@@ -110,6 +113,25 @@ def test_a_worker_that_dies_stops_the_run_with_a_clear_error(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match=r"a worker process died while candidates \[.*\] and others were being "
                                            r"evaluated .* run the same command again to resume"):
         _loop(tmp_path / "run", evaluator="dying", budget=4).run()
+
+
+def test_workers_are_spread_over_the_gpus_one_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    notes = tmp_path / "gpus"
+    notes.mkdir()
+    records = _loop(tmp_path / "run", RandomSearch, workers=2, budget=8, devices=("5", "7"), note_gpu_in=notes).run()
+    at_start = {int(f.name): f.read_text() for f in notes.iterdir()}
+    assert sorted(at_start.values()) == ["5", "7"]  # one GPU each
+    assert all(r["metrics"]["gpu"] == at_start[r["metrics"]["pid"]] for r in records)  # and kept it
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 4,6")
+    assert visible_gpus() == ["3", "4"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus() == ["0", "1"]
 
 
 def test_workers_are_checked() -> None:
