@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-rounds", type=int, default=1,
                         help="part 2: measure all networks this many times in turn, keep each one's lowest median")
     parser.add_argument("--op-min-time", type=float, default=0.01, help="part 2: seconds per op entry")
+    parser.add_argument("--op-rounds", type=int, default=1,
+                        help="part 2: measure the table this many times in passes, keep each entry's lowest")
     parser.add_argument("--rotate-mb", type=float, default=0.0, help="part 2: cold-cache footprint per op (MB)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -159,7 +161,7 @@ def predictor_error(args: argparse.Namespace, out: Path) -> None:
     def progress(done: int, total: int) -> None:
         if done % 200 == 0 or done == total:
             print(f"  {done}/{total} op entries, {time.perf_counter() - start:.0f} s", flush=True)
-    fill_table(table, graphs, batch_sizes, op_settings, progress)
+    fill_table(table, graphs, batch_sizes, op_settings, progress, rounds=args.op_rounds)
     table.save(out / "latency_table.json")
     report: dict[str, Any] = {"device": device_line(args), "table_device": table.device, "settings": table.settings,
                               "source": source, "archs": args.archs, "resolution": args.resolution,

@@ -152,6 +152,23 @@ def test_predictor_measures_missing_ops_on_request(tmp_path: Path) -> None:
     assert fill_table(table, [result.graph], [1], QUICK) == 0  # nothing measured twice
 
 
+def test_table_in_several_passes_keeps_each_figures_lowest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compiler.profiling import optable
+    # the overhead entry and relu: two entries, measured in three passes (each pass: overhead, then relu)
+    figures = iter([{"ms": 3.0, "host_ms": 1.0}, {"ms": 9.0, "host_ms": 9.0}, {"ms": 2.0, "host_ms": 4.0},
+                    {"ms": 8.0, "host_ms": 7.0}, {"ms": 5.0, "host_ms": 0.5}, {"ms": 9.5, "host_ms": 6.0}])
+    monkeypatch.setattr(optable, "measure_entry", lambda *args, **kwargs: dict(next(figures)))
+    table = LatencyTable.for_settings(QUICK)
+    graph = compile_source("model m() { input x: [4] output x -> relu }").graph
+    seen: list[tuple[int, int]] = []
+    assert fill_table(table, [graph], [1], QUICK, lambda done, total: seen.append((done, total)), rounds=3) == 2
+    assert table.entry(OVERHEAD, 1) == {"ms": 2.0, "host_ms": 0.5}  # each figure's lowest over the passes
+    assert table.entry(op_key(graph.nodes[1]), 1) == {"ms": 8.0, "host_ms": 6.0}
+    assert seen[-1] == (6, 6)
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        fill_table(table, [graph], [1], QUICK, rounds=0)
+
+
 def test_error_statistics() -> None:
     stats = error_stats([11.0, 9.0, 30.0], [10.0, 10.0, 20.0])
     assert stats.mape == pytest.approx(70 / 3) and stats.max_ape == pytest.approx(50.0)

@@ -91,7 +91,8 @@ def profile_ops_task(cfg: DictConfig) -> int:
         if done == total or done % 25 == 0:
             log.info("measured %d/%d op entries", done, total)
 
-    added = fill_table(table, [m.graph for _, m in models], sizes, op_settings, progress)
+    added = fill_table(table, [m.graph for _, m in models], sizes, op_settings, progress,
+                       rounds=int(task.get("op_rounds", 1)))
     table.save(table_path)
     print(f"latency table: {len(table.entries)} ops ({added} entries measured now) on {table.device} -> {table_path}")
     if not task.report:
