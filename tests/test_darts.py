@@ -11,14 +11,15 @@ import torch
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from compiler.api import CompileOptions
 from compiler.backends.supernet import RelaxedDecision, build_supernet
 from compiler.errors import Span
-from compiler.space import Decision, load_space
-from conftest import run_cli
+from compiler.space import Decision, load_space, load_space_file
+from conftest import ROOT, run_cli
 from search.darts.bilevel import BilevelSearch, ResumeMismatch
 from search.darts.config import DartsConfigError, darts_config
 from search.darts.cost import ExpectedCost, build_penalty
-from search.darts.derive import collapse, collapse_warning, derive
+from search.darts.derive import collapse, collapse_warning, derive, edge_groups, keep_strongest
 from search.darts.memory import check_memory, estimate
 from search.darts.report import report_notes
 from search.data.digits import load_digits_splits
@@ -300,3 +301,26 @@ def test_cli_value_decisions_and_memory_limit_are_clear_errors(tmp_path: Path) -
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "search.memory_limit_mb: error: the supernet would need about" in proc.stderr
     assert not (tmp_path / "b" / "darts_state.pt").exists()   # stopped before any training
+
+
+def test_top_inputs_keeps_each_nodes_strongest_edges_as_darts_does() -> None:
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "darts.arch"),
+                            options=CompileOptions(input_shape=(1, 8, 8)), channels=4, layers=3, in_channels=1, size=8)
+    supernet = build_supernet(space, unrelaxed="first")
+    groups = edge_groups(supernet.graph)
+    names = [[supernet.relaxed[d].name for d in g] for g in groups]
+    # one group per intermediate node of the normal and the reduction cell (cells sharing decisions: once)
+    assert sorted(len(g) for g in groups) == [2, 2, 3, 3, 4, 4, 5, 5]
+    assert ["normal.e5_0.op", "normal.e5_1.op", "normal.e5_2.op", "normal.e5_3.op", "normal.e5_4.op"] in names
+    generator = torch.Generator().manual_seed(0)
+    probabilities = [torch.rand(len(r.options), generator=generator).softmax(0).tolist() for r in supernet.relaxed]
+    op_choices = derive(supernet.relaxed, probabilities)
+    choices = keep_strongest(supernet.relaxed, probabilities, op_choices, groups, 2)
+    for group in groups:
+        kept = [d for d in group if not supernet.relaxed[d].zero[choices[d]]]
+        strength = {d: max(p for p, z in zip(probabilities[d], supernet.relaxed[d].zero) if not z) for d in group}
+        assert sorted(kept) == sorted(sorted(group, key=lambda d: -strength[d])[:2])  # the two strongest
+        assert all(choices[d] == op_choices[d] for d in kept)  # with the op each chose
+    assert sum(not supernet.relaxed[d].zero[c] for d, c in enumerate(choices)) == 16  # 8 edges per cell type
+    with pytest.raises(DartsConfigError, match=r"search.derive.top_inputs: error: top_inputs must be >= 1"):
+        darts_config({"derive": {"top_inputs": 0}})

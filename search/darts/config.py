@@ -51,6 +51,8 @@ class CostConfig:
 class DeriveConfig:
     exclude_zero: bool = True        # DARTS never derives `zero` (an edge that does nothing)
     collapse_threshold: float = 0.5  # warn when more than this share of decisions derive parameter-free ops
+    top_inputs: Optional[int] = None  # DARTS' cells: each node keeps its k strongest relaxed input edges (the
+                                      # others derive `zero`); null keeps every edge
 
 
 @dataclass
@@ -98,6 +100,8 @@ def _check(cfg: DartsConfig) -> None:
         ("cost.table", cfg.cost.metric != "latency" or bool(cfg.cost.table),
          "cost.metric=latency needs cost.table: a table built by `python -m compiler task=profile_ops`"),
         ("derive.collapse_threshold", 0 <= cfg.derive.collapse_threshold <= 1, "collapse_threshold must be in [0, 1]"),
+        ("derive.top_inputs", cfg.derive.top_inputs is None or cfg.derive.top_inputs >= 1,
+         "top_inputs must be >= 1 (or null: keep every edge)"),
         ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
         ("arch.betas", len(cfg.arch.betas) == 2, "arch.betas needs two numbers"),
         ("weights.lr", cfg.weights.lr > 0 and cfg.arch.lr > 0, "learning rates must be > 0"),

@@ -2,9 +2,10 @@
 
 Derivation takes, per relaxed decision, the option with the largest probability. With ``exclude_zero`` (DARTS'
 rule) an option that is the `zero` op everywhere the decision occurs is never taken: zero's weight only scales the
-edge down in the supernet, and an edge that computes nothing is not an architecture choice DARTS reports. (DARTS'
-cells additionally keep the two strongest inputs per node; in this project's DARTS space `zero` on an edge is the
-way to drop it, and per-decision argmax keeps every edge.)
+edge down in the supernet, and an edge that computes nothing is not an architecture choice DARTS reports.
+``keep_strongest`` then applies DARTS' other rule (``search.derive.top_inputs=2``): a node that sums several relaxed
+edges keeps its k strongest (an edge's strength: its largest non-zero option probability) and the others derive
+`zero`, which is how this project's DARTS space drops an edge.
 
 Collapse: DARTS is known to drift toward parameter-free operations (skip connections, pooling, zero), which
 train fastest in the supernet but make weak networks (Zela et al., 2020; Chu et al., 2020). When more than a
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from compiler.backends.supernet import RelaxedDecision
+from compiler.ir.graph import Graph
 
 
 def derive(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],
@@ -27,6 +29,37 @@ def derive(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[
         allowed = [k for k in range(len(p)) if not (exclude_zero and decision.zero[k])] or list(range(len(p)))
         choices.append(max(allowed, key=lambda k: (p[k], -k)))
     return tuple(choices)
+
+
+def edge_groups(graph: Graph) -> list[tuple[int, ...]]:
+    """The relaxed decisions summed by each node of the supernet: for every `add` with relaxed (mixed) inputs, their
+    decision indices, once per distinct group (cells that share decisions give the same group)."""
+    producers = {node.name: node for node in graph.nodes}
+    groups: list[tuple[int, ...]] = []
+    for node in graph.nodes:
+        if node.op != "add":
+            continue
+        group = tuple(producers[i].attrs["decision"] for i in node.inputs if producers[i].op == "mixed")
+        if group and group not in groups:
+            groups.append(group)
+    return groups
+
+
+def keep_strongest(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],
+                   choices: Sequence[int], groups: Sequence[Sequence[int]], k: int) -> tuple[int, ...]:
+    """``choices`` with every group's edges beyond its ``k`` strongest set to their `zero` option. An edge without a
+    `zero` option cannot be dropped and always counts among the kept."""
+    result = list(choices)
+
+    def strength(d: int) -> float:
+        return max((p for p, z in zip(probabilities[d], relaxed[d].zero) if not z), default=0.0)
+    for group in groups:
+        droppable = [d for d in group if any(relaxed[d].zero)]
+        fixed = len(group) - len(droppable)
+        ranked = sorted(droppable, key=lambda d: (-strength(d), group.index(d)))
+        for d in ranked[max(0, k - fixed):]:
+            result[d] = relaxed[d].zero.index(True)
+    return tuple(result)
 
 
 @dataclass(frozen=True)

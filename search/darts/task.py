@@ -29,7 +29,7 @@ from compiler.tasks import export_formats, output_dir
 from search.darts.bilevel import BilevelSearch, ResumeMismatch
 from search.darts.config import DartsConfig, darts_config
 from search.darts.cost import build_penalty
-from search.darts.derive import collapse, collapse_warning, derive
+from search.darts.derive import collapse, collapse_warning, derive, edge_groups, keep_strongest
 from search.darts.memory import MemoryEstimate, check_memory, estimate
 from search.darts.report import report_notes, write_alpha_history
 from search.evaluators.cost import CostEvaluator
@@ -156,10 +156,15 @@ def darts_task(cfg: DictConfig) -> int:
     write_alpha_history(supernet, history, out)
 
     probabilities = history[-1]["softmax"]
-    choices = derive(supernet.relaxed, probabilities, settings.derive.exclude_zero)
+    op_choices = derive(supernet.relaxed, probabilities, settings.derive.exclude_zero)
+    choices = op_choices
+    if settings.derive.top_inputs is not None:
+        choices = keep_strongest(supernet.relaxed, probabilities, op_choices, edge_groups(supernet.graph),
+                                 settings.derive.top_inputs)
     genotype = supernet.genotype(choices)
-    check = collapse(supernet.relaxed, probabilities, choices, settings.derive.collapse_threshold)
-    warnings = [collapse_warning(supernet.relaxed, choices, check)] if check.collapsed else []
+    # collapse is about the ops the edges chose, not about edges dropped by top_inputs (they derive `zero`)
+    check = collapse(supernet.relaxed, probabilities, op_choices, settings.derive.collapse_threshold)
+    warnings = [collapse_warning(supernet.relaxed, op_choices, check)] if check.collapsed else []
     for warning in warnings:
         print(warning)
     print("derived: " + ", ".join(f"{k}={v}" for k, v in space.describe(genotype).items()))
