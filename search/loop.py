@@ -71,11 +71,10 @@ class SearchLoop:
         return {"seed": self.seed, "strategy": type(self.strategy).__name__, "space": self.space.name,
                 "decisions": [[d.name, list(d.options)] for d in self.space.decisions]}
 
-    def _refill(self, search: BudgetedSearch, in_flight: list[Genotype] | deque) -> list[Genotype]:
-        """Ask for new candidates until ``workers`` are in flight (or the search is over); returns the new ones."""
-        asked = []
-        while len(in_flight) < self.workers and (genotype := search.next()) is not None:
-            in_flight.append(genotype)
+    def _ask(self, search: BudgetedSearch, busy: int) -> list[Genotype]:
+        """New candidates to bring the number in flight from ``busy`` to ``workers`` (fewer when the search ends)."""
+        asked: list[Genotype] = []
+        while busy + len(asked) < self.workers and (genotype := search.next()) is not None:
             asked.append(genotype)
         return asked
 
@@ -104,7 +103,7 @@ class SearchLoop:
             for record in records:
                 observe(record["metrics"])
         for record in records[start:]:  # recorded after the last checkpoint: ask and tell as the run did
-            self._refill(search, in_flight)
+            in_flight += self._ask(search, len(in_flight))
             genotype = in_flight.pop(0) if in_flight else None
             if genotype is None or list(genotype) != record["genotype"]:
                 raise ResumeError(f"{self.out_dir}/history.jsonl does not replay with this configuration "
@@ -141,8 +140,7 @@ class SearchLoop:
         finished = False
         try:
             in_flight: deque[tuple[Genotype, Future]] = deque()
-            self._refill(search, restored)  # the candidates in flight at the stop first, then new ones
-            for genotype in restored:
+            for genotype in restored + self._ask(search, len(restored)):  # those in flight at the stop first
                 in_flight.append((genotype, self._submit(executor, genotype, records)))
             while in_flight:
                 genotype, future = in_flight.popleft()  # in proposal order, whatever finishes first
@@ -155,8 +153,7 @@ class SearchLoop:
                 self.journal.append(record)
                 search.record(genotype, metrics)
                 records.append(record)
-                waiting = [g for g, _ in in_flight]
-                for new in self._refill(search, waiting):
+                for new in self._ask(search, len(in_flight)):
                     in_flight.append((new, self._submit(executor, new, records)))
                 atomic_write_json(self.checkpoint_path, {"evaluations": len(records), "identity": self.identity(),
                                                          "search": search.state_dict(),
