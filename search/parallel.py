@@ -105,9 +105,7 @@ class InlineExecutor(Executor):
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future, as a pool would
-            if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                raise
+        except Exception as err:  # handed to the caller through the future, as a pool would; Ctrl-C propagates
             future.set_exception(err)
         return future
 
