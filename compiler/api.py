@@ -38,7 +38,7 @@ class CompileOptions:
 def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
     """The IR -> IR passes every model goes through before code generation."""
     reg = options.registry
-    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(), EliminateDeadCode(warn=False),
+    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(reg), EliminateDeadCode(warn=False),
                         AnalyseCosts(reg)],
                        debug=options.debug, verifier=lambda g: verify(g, reg))
 

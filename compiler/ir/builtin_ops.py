@@ -263,7 +263,7 @@ _register_builtin(
     doc="Flatten everything but the batch dimension.",
 )
 _register_builtin(
-    "identity", infer_shape=lambda a, i: i[0], fresh_output=False,
+    "identity", infer_shape=lambda a, i: i[0], fresh_output=False, returns_input=True,
     lower=lambda a, i, o: Lowering(None, lambda m, x: x[0]),
     doc="The input, unchanged (a 'skip' option in search spaces).",
 )
@@ -284,7 +284,7 @@ def _zero_forward(a: Attrs) -> Any:
 
 
 _register_builtin(
-    "zero", args=(Arg("stride", int, 1, minimum=1),), infer_shape=_zero_shape,
+    "zero", args=(Arg("stride", int, 1, minimum=1),), infer_shape=_zero_shape, zero_output=True,
     lower=lambda a, i, o: Lowering(None, _zero_forward(a)),
     doc="Zeros shaped like the (strided) input: the 'none' op of cell search spaces.",
 )
@@ -323,7 +323,7 @@ def _broadcast_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 
 _register_builtin(
-    "add", num_inputs=None, infer_shape=_add_shape, in_place_able=True,
+    "add", num_inputs=None, infer_shape=_add_shape, in_place_able=True, sums_inputs=True,
     lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x),
                                    in_place=lambda x: f"{x[0]} += {' + '.join(x[1:])}"),
     doc="Element-wise sum of two or more inputs of the same shape.",

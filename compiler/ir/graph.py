@@ -3,16 +3,20 @@
 Passes never mutate a Graph; they build a new one (``Graph.replace_nodes``). ``meta`` holds what passes
 derive (``shape``, ``params``, ``macs``); it is excluded from equality, as are source spans, so two graphs are
 equal when they describe the same network with the same names.
+
+A graph has one main output and, optionally, named auxiliary outputs (``output aux = ...`` in .arch text): heads
+that only training reads, such as DARTS' auxiliary classifier. Evaluation computes the main output only.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from compiler.errors import UNKNOWN_SPAN, Span
 
 Shape = tuple[int, ...]  # per-sample shape: (C, H, W) or (F,); the batch dimension is implied
+_GRAPH_COSTS = ("params", "macs", "activation_elements", "inference_params", "inference_macs")  # whole-graph meta
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -62,16 +66,17 @@ class Graph:
     params: Mapping[str, Any] = field(default_factory=frozen)  # the model parameters it was built with
     span: Span = UNKNOWN_SPAN
     meta: Mapping[str, Any] = field(default_factory=frozen)
+    aux_outputs: tuple[tuple[str, str], ...] = ()   # (output name, node name): training-only outputs, in order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {n.name: n for n in self.nodes})
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Graph) and self.name == other.name and self.output == other.output
-                and self.nodes == other.nodes)
+                and self.aux_outputs == other.aux_outputs and self.nodes == other.nodes)
 
     def __hash__(self) -> int:
-        return hash((self.name, self.output, len(self.nodes)))
+        return hash((self.name, self.output, self.aux_outputs, len(self.nodes)))
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -93,6 +98,33 @@ class Graph:
     def output_node(self) -> Node:
         return self.node(self.output)
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The nodes the model returns: the main output first, then the auxiliary outputs in order."""
+        return (self.output, *(node for _, node in self.aux_outputs))
+
+    def live(self, roots: Iterable[str] | None = None) -> set[str]:
+        """Names of the nodes whose values reach ``roots`` (default: every output), the roots included."""
+        live = set(self.outputs if roots is None else roots)
+        for node in reversed(self.nodes):
+            if node.name in live:
+                live.update(node.inputs)
+        return live
+
+    def inference_nodes(self) -> set[str]:
+        """The nodes evaluation runs: those the main output needs (auxiliary heads are training-only)."""
+        return self.live((self.output,))
+
+    def inference_graph(self) -> "Graph":
+        """What evaluation runs: the main output and the nodes it needs (graph inputs kept), no auxiliary
+        outputs. The whole graph's cost totals are left out of its meta (they describe the training graph)."""
+        if not self.aux_outputs:
+            return self
+        keep = self.inference_nodes()
+        meta = {k: v for k, v in self.meta.items() if k not in _GRAPH_COSTS}
+        return replace(self, nodes=tuple(n for n in self.nodes if n.name in keep or n.op == "input"),
+                       aux_outputs=(), meta=frozen(meta))
+
     def users(self) -> dict[str, list[str]]:
         """For each node, the names of the nodes that consume it (in order)."""
         result: dict[str, list[str]] = {n.name: [] for n in self.nodes}
@@ -109,4 +141,5 @@ class Graph:
 
     def __repr__(self) -> str:
         body = "\n  ".join(repr(n) for n in self.nodes)
-        return f"graph {self.name} -> {self.output}\n  {body}"
+        aux = "".join(f", {name}={node}" for name, node in self.aux_outputs)
+        return f"graph {self.name} -> {self.output}{aux}\n  {body}"

@@ -97,6 +97,10 @@ class OpSpec:
     activation: bool = False                       # element-wise activation (its output may be saved for grad)
     internal: bool = False                         # made by the compiler only (graph inputs, supernet mixes);
     #                                                .arch text cannot name it
+    # Algebraic properties the simplification pass relies on (see register_op):
+    returns_input: bool = False                    # the output is the single input, unchanged (identity)
+    zero_output: bool = False                      # the output is all zeros whatever the input's values
+    sums_inputs: bool = False                      # the output is the element-wise sum of the inputs (add)
     doc: str = ""
     module: str = field(default="", compare=False)  # the Python module that registered it
 
@@ -169,7 +173,8 @@ REGISTRY = OpRegistry()
 def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: Callable,
                 num_inputs: int | None = 1, count: Callable | None = None, normalize: Callable | None = None,
                 fresh_output: bool = False, in_place_able: bool = False, activation: bool = False,
-                internal: bool = False, doc: str = "", registry: OpRegistry = REGISTRY,
+                internal: bool = False, returns_input: bool = False, zero_output: bool = False,
+                sums_inputs: bool = False, doc: str = "", registry: OpRegistry = REGISTRY,
                 replace: bool = False) -> OpSpec:
     """Register an op. This is the public extension point: see examples/custom_ops.py.
 
@@ -177,11 +182,17 @@ def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, l
     the code generator run a following ReLU in place. Leave it False for anything that may return a view
     (reshape, transpose, slicing, identity): an in-place op would then overwrite the op's input. With
     ``fresh_output=True``, also set ``activation=True`` when the op's backward reads its own output (sigmoid-like).
+
+    The algebraic flags let the simplification pass remove work without knowing op names; each is a promise
+    about values in training and evaluation alike (so not for dropout): ``returns_input`` (users read the input
+    instead), ``zero_output`` (a summing op may drop it: x + 0 = x) and ``sums_inputs`` (the output is the
+    element-wise sum of same-shaped inputs, so zero inputs are dropped and one left over is forwarded).
     """
     spec = OpSpec(name=name, args=tuple(args), infer_shape=infer_shape, lower=lower, num_inputs=num_inputs,
                   count=count or (lambda a, i, o: (0, 0)), normalize=normalize or (lambda a: a),
                   fresh_output=fresh_output, in_place_able=in_place_able, activation=activation,
-                  internal=internal, doc=doc, module=_caller_module())
+                  internal=internal, returns_input=returns_input, zero_output=zero_output,
+                  sums_inputs=sums_inputs, doc=doc, module=_caller_module())
     return registry.register(spec, replace=replace)
 
 

@@ -1,4 +1,4 @@
-"""Dead-code elimination: drop layers whose value never reaches the output, and say so."""
+"""Dead-code elimination: drop layers whose value reaches no output (main or auxiliary), and say so."""
 from __future__ import annotations
 
 from compiler.ir.graph import Graph
@@ -11,10 +11,7 @@ class EliminateDeadCode:
         self.warn = warn  # False after passes that make dead code themselves (it is not the user's)
 
     def apply(self, graph: Graph) -> Graph:
-        live = {graph.output}
-        for node in reversed(graph.nodes):
-            if node.name in live:
-                live.update(node.inputs)
+        live = graph.live()
         dead = [n for n in graph.nodes if n.name not in live and n.op != "input"]
         if not dead:
             return graph

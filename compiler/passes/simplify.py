@@ -1,27 +1,35 @@
 """Algebraic simplification: drop what cannot change the result, so generated code does only real work.
 
-* ``identity`` layers are forwarded: their users read the identity's input;
-* in ``add``, inputs that are ``zero`` layers are dropped (x + 0 = x); an ``add`` left with one input is forwarded
-  to it, and one whose inputs are all zeros becomes its first zero.
+Keyed on the algebraic flags ops register (``compiler/ir/ops.py``), never on op names:
+
+* a ``returns_input`` layer (``identity``) is forwarded: its users read its input;
+* in a ``sums_inputs`` op (``add``), inputs whose value is all zeros (a ``zero_output`` layer such as ``zero``,
+  or a sum of nothing but zeros) are dropped (x + 0 = x); a sum left with one input is forwarded to it, and one
+  whose inputs are all zeros becomes its first zero input.
 
 Cell search spaces produce these all the time (NAS-Bench-201's ``none`` and ``skip_connect`` edges). It runs
 after shape inference, so a shape error is never simplified away; dead-code elimination afterwards removes the
-layers nobody reads any more.
+layers nobody reads any more, such as a cell node whose only consumer was a ``zero`` edge.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from compiler.ir.graph import Graph, Node, frozen
+from compiler.ir.ops import REGISTRY, OpRegistry
 
 
 class Simplify:
     name = "simplify"
 
+    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
+        self.registry = registry
+
     def apply(self, graph: Graph) -> Graph:
         alias: dict[str, str] = {}   # node name -> the node whose value it equals
+        zeros: set[str] = set()      # kept nodes whose value is all zeros
         nodes: list[Node] = []
-        ops = {n.name: n.op for n in graph.nodes}
+        changed = False
 
         def resolve(name: str) -> str:
             while name in alias:
@@ -29,25 +37,32 @@ class Simplify:
             return name
 
         for node in graph.nodes:
+            spec = self.registry[node.op]
             inputs = tuple(resolve(i) for i in node.inputs)
-            if node.op == "identity":
+            if spec.returns_input:
                 alias[node.name] = inputs[0]
                 continue
-            if node.op == "add":
-                kept = tuple(i for i in inputs if ops[i] != "zero")
+            if spec.sums_inputs:
+                kept = tuple(i for i in inputs if i not in zeros)
                 if len(kept) <= 1:
-                    alias[node.name] = kept[0] if kept else inputs[0]
+                    alias[node.name] = kept[0] if kept else inputs[0]  # a sum of zeros is its first zero
                     continue
                 inputs = kept
-            nodes.append(node if inputs == node.inputs else _with_inputs(node, inputs))
-        if not alias:
+            if spec.zero_output:
+                zeros.add(node.name)
+            if inputs != node.inputs:
+                node = _with_inputs(node, inputs, graph)
+                changed = True
+            nodes.append(node)
+        if not alias and not changed:
             return graph
-        return graph.replace_nodes(nodes, output=resolve(graph.output))
+        return graph.replace_nodes(nodes, output=resolve(graph.output),
+                                   aux_outputs=tuple((name, resolve(n)) for name, n in graph.aux_outputs))
 
 
-def _with_inputs(node: Node, inputs: tuple[str, ...]) -> Node:
-    """The node reading other (equal-valued) inputs; an add's inputs all share its output shape."""
+def _with_inputs(node: Node, inputs: tuple[str, ...], graph: Graph) -> Node:
+    """The node reading other, equal-valued inputs (their shapes are the ones it was inferred with)."""
     meta = dict(node.meta)
-    if node.op == "add" and "input_shapes" in meta:
-        meta["input_shapes"] = (node.meta["shape"],) * len(inputs)
+    if "input_shapes" in meta:
+        meta["input_shapes"] = tuple(graph.node(i).shape for i in inputs)
     return replace(node, inputs=inputs, meta=frozen(meta))
