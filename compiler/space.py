@@ -75,7 +75,7 @@ class _Sites:
             if isinstance(s, ast.AssignStmt):
                 self.flow(s.flow, f"{where}.{s.target}", ns)
             elif isinstance(s, ast.OutputStmt):
-                self.flow(s.flow, f"{where}.output", ns)
+                self.flow(s.flow, f"{where}.{s.name or 'output'}", ns)
             elif isinstance(s, ast.LetStmt):
                 self.expr(s.value, f"{where}.{s.target}", ns)
             elif isinstance(s, ast.InputStmt):

@@ -43,6 +43,7 @@ def print_arch(graph: Graph, registry: OpRegistry = REGISTRY, header: str | None
         else:
             source = node.inputs[0] if len(node.inputs) == 1 else f"({', '.join(node.inputs)})"
             lines.append(f"    {node.name} = {source} -> {_call(node, registry)}")
+    lines += [f"    output {name} = {node}" for name, node in graph.aux_outputs]  # training-only outputs
     lines.append(f"    output {graph.output}")
     lines.append("}")
     return "\n".join(lines) + "\n"

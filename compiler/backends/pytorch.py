@@ -59,7 +59,7 @@ def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
             continue
         first = node.inputs[0]
         producer = registry[ops[first]]
-        if producer.fresh_output and not producer.activation and uses[first] == 1 and first != graph.output:
+        if producer.fresh_output and not producer.activation and uses[first] == 1 and first not in graph.outputs:
             result.add(node.name)
     return result
 
@@ -74,7 +74,7 @@ class _Registers:
     free one of x, x1, x2, ..."""
 
     def __init__(self, graph: Graph, input_vars: dict[str, str]) -> None:
-        self.output = graph.output
+        self.outputs = set(graph.outputs)    # returned at the end: never freed
         self.last_use: dict[str, int] = {}
         for index, node in enumerate(graph.nodes):
             for i in node.inputs:
@@ -88,13 +88,13 @@ class _Registers:
         """Free the inputs that die here, then pick the variable that holds ``node``'s value."""
         for i in set(node.inputs):
             v = self.var[i]
-            if self.last_use[i] == index and self.holder.get(v) == i and i != self.output:
+            if self.last_use[i] == index and self.holder.get(v) == i and i not in self.outputs:
                 del self.holder[v]
                 number = _register_index(v)
                 if number is not None:
                     heapq.heappush(self.free, number)
         first = node.inputs[0] if node.inputs else None
-        if first is not None and self.var[first] not in self.holder and first != self.output:
+        if first is not None and self.var[first] not in self.holder and first not in self.outputs:
             target = self.var[first]
         else:
             target = self._fresh()
@@ -134,6 +134,8 @@ class LoweredGraph:
     forward_lines: list[str]         # forward() body, one statement per node
     result: str                      # the variable forward() returns
     example_inputs: str              # torch.randn(...) arguments for a test call
+    aux_results: list[str]           # the auxiliary outputs' variables (returned in training mode) ...
+    aux_names: list[str]             # ... and their names, in the same order
 
 
 def attribute_names(graph: Graph, reserved: Iterable[str] = ()) -> dict[str, str]:
@@ -152,9 +154,15 @@ def lower_graph(graph: Graph, registry: OpRegistry = REGISTRY, reserved: Iterabl
 
     module_lines: list[str] = []
     forward_lines: list[str] = []
+    inference = graph.inference_nodes()
+    guarded = False   # inside an `if self.training:` block of layers only the auxiliary outputs need
     for index, node in enumerate(graph.nodes):
         if node.op == "input":
             continue
+        if (node.name not in inference) != guarded:
+            guarded = not guarded
+            if guarded:
+                forward_lines.append("        if self.training:  # layers of the auxiliary outputs only")
         lowering = registry[node.op].lower(node.attrs, node.meta["input_shapes"], node.shape)
         module_ref = None
         if lowering.module is not None:
@@ -165,11 +173,13 @@ def lower_graph(graph: Graph, registry: OpRegistry = REGISTRY, reserved: Iterabl
             module_ref = f"self.{attr[node.name]}"
         args = [regs.var[i] for i in node.inputs]
         target = regs.assign(index, node)
-        forward_lines.append(_forward_line(target, node, lowering, module_ref, args, node.name in in_place))
+        line = _forward_line(target, node, lowering, module_ref, args, node.name in in_place)
+        forward_lines.append("    " + line if guarded else line)
 
     example = ", ".join(f"torch.randn(2, *{tuple(n.shape)!r})" for n in inputs)
     return LoweredGraph(cls, cls if not graph.name.isidentifier() else graph.name, attr, module_lines,
-                        [attr[n.name] for n in inputs], forward_lines, regs.var[graph.output], example)
+                        [attr[n.name] for n in inputs], forward_lines, regs.var[graph.output], example,
+                        [regs.var[node] for _, node in graph.aux_outputs], [name for name, _ in graph.aux_outputs])
 
 
 def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
@@ -178,6 +188,8 @@ def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
     return template("model.py.j2").render(
         class_name=low.class_name, model_name=low.model_name,
         params=int(graph.meta.get("params", 0)), macs=int(graph.meta.get("macs", 0)),
+        inference_params=int(graph.meta.get("inference_params", graph.meta.get("params", 0))),
         input_shape=list(graph.inputs[0].shape), output_shape=list(graph.output_node.shape),
         module_lines=low.module_lines, input_vars=low.input_vars, forward_lines=low.forward_lines,
-        result=low.result, example_inputs=low.example_inputs)
+        result=low.result, example_inputs=low.example_inputs, aux_results=low.aux_results,
+        aux_outputs=[(name, list(graph.node(node).shape)) for name, node in graph.aux_outputs])

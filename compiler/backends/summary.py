@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from compiler.backends.pytorch import in_place_nodes
-from compiler.ir.graph import Graph
+from compiler.ir.graph import MAIN_OUTPUT, Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
 
 
@@ -18,19 +18,22 @@ def activation_memory_bytes(graph: Graph, batch_size: int = 1, bytes_per_element
 
 
 def peak_inference_elements(graph: Graph, registry: OpRegistry = REGISTRY) -> int:
-    """Most activation elements (per sample) alive at once while the generated forward() runs: a value is freed
-    after its last use, views and in-place activations allocate nothing, the graph inputs count."""
-    in_place = in_place_nodes(graph, registry)
+    """Most activation elements (per sample) alive at once while the generated forward() runs in evaluation mode
+    (auxiliary heads skipped): a value is freed after its last use, views and in-place activations allocate
+    nothing, the graph inputs count."""
+    in_place = in_place_nodes(graph, registry)  # decided on the whole graph, as the generated code does
+    inference = graph.inference_nodes()
+    nodes = [n for n in graph.nodes if n.name in inference or n.op == "input"]
     storage: dict[str, str] = {}           # value -> the node whose allocation holds it
     size: dict[str, int] = {}              # allocation -> elements
-    last_use = {n.name: i for i, n in enumerate(graph.nodes)}
-    for i, node in enumerate(graph.nodes):
+    last_use = {n.name: i for i, n in enumerate(nodes)}
+    for i, node in enumerate(nodes):
         for name in node.inputs:
             last_use[name] = i
-    last_use[graph.output] = len(graph.nodes)
+    last_use[graph.output] = len(nodes)
     owners: dict[str, list[str]] = {}      # allocation -> values that alias it
     live = peak = 0
-    for i, node in enumerate(graph.nodes):
+    for i, node in enumerate(nodes):
         spec = registry[node.op]
         allocates = node.op == "input" or (spec.fresh_output and node.name not in in_place)
         storage[node.name] = node.name if allocates else storage[node.inputs[0]]
@@ -68,13 +71,20 @@ def summarize(graph: Graph) -> dict[str, Any]:
          "source": str(n.span)}
         for n in graph.nodes if n.op != "input"
     ]
+    outputs = [{"name": MAIN_OUTPUT, "node": graph.output, "shape": list(graph.output_node.shape),
+                "training_only": False}]
+    outputs += [{"name": name, "node": node, "shape": list(graph.node(node).shape), "training_only": True}
+                for name, node in graph.aux_outputs]
     return {
         "name": graph.name,
-        "params": int(graph.meta["params"]),
+        "params": int(graph.meta["params"]),            # everything training builds, auxiliary heads included
         "macs": int(graph.meta["macs"]),
+        "inference_params": int(graph.meta.get("inference_params", graph.meta["params"])),  # evaluation only
+        "inference_macs": int(graph.meta.get("inference_macs", graph.meta["macs"])),
         "input_shape": list(inputs[0].shape),
         "inputs": {n.name: list(n.shape) for n in inputs},
         "output_shape": list(graph.output_node.shape),
+        "outputs": outputs,
         "model_params": dict(graph.params),
         "activation_memory_mb": {
             "fp32_batch1": round(activation_memory_bytes(graph, 1) / 2**20, 3),
@@ -107,8 +117,10 @@ def layer_table(summary: dict[str, Any], max_rows: int | None = None) -> str:
         lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
         if k == 0:
             lines.append("-" * len(lines[0]))
-    total = f"{summary['name']}: {summary['params']:,} parameters, {summary['macs']:,} MACs per sample, " \
-            f"input {summary['input_shape']} -> output {summary['output_shape']}"
+    inference = summary.get("inference_params", summary["params"])
+    at_inference = f" ({inference:,} without the auxiliary outputs)" if inference != summary["params"] else ""
+    total = f"{summary['name']}: {summary['params']:,} parameters{at_inference}, {summary['macs']:,} MACs per " \
+            f"sample, input {summary['input_shape']} -> output {summary['output_shape']}"
     return "\n".join(lines + ["-" * len(lines[0]), total])
 
 

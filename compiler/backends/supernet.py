@@ -13,6 +13,7 @@ time: the code that trains in the supernet is the code that later runs in the de
 generated model (and can be saved next to a run), it imports only torch, and the one new lowering is the
 ``mixed`` op's. Costs per option (parameters, MACs, or any per-node cost such as a latency table's) come from the
 IR after the analysis pass, through the ``guard`` each node carries: the (decision, option) pairs it exists under.
+A space's auxiliary outputs (training-only heads) are left out of the supernet: the search trains the main output.
 """
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ class Supernet:
         """The supernet's weights (``state``: its state_dict) for ``space.compile(genotype).build()``.
 
         Nodes correspond in expansion order (see expand.py), so each layer of the derived model receives the
-        parameters and buffers of the supernet layer it came from.
+        parameters and buffers of the supernet layer it came from; auxiliary heads, which the supernet leaves
+        out, receive nothing.
         """
         choices = self.choices(genotype)
         mine = [n for n in self.expanded.nodes
@@ -246,7 +248,8 @@ def build_supernet(space: Space, fixed: Mapping[str, Any] | None = None, unrelax
                 d = space.decisions[positions[node.attrs["decision"]]]
                 node = node.with_meta(what=f"decision '{d.name}': {' | '.join(d.options)}")
             described.append(node)
-        graph = compile_graph(expanded.replace_nodes(described), space.source, space.options).graph
+        graph = compile_graph(expanded.replace_nodes(described).inference_graph(), space.source,
+                              space.options).graph
     except ArchError as err:
         raise err.with_source(space.source) from None
     sizes = [len(space.decisions[p].options) for p in positions]

@@ -102,6 +102,7 @@ class LetStmt(Node):
 @dataclass(frozen=True)
 class OutputStmt(Node):
     flow: Flow
+    name: str | None = None        # None: the main output; a name: an auxiliary (training-only) output
 
 
 @dataclass(frozen=True)

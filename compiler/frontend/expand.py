@@ -21,7 +21,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.frontend.evaluate import Chooser, Evaluator, Value, choose
-from compiler.ir.graph import Graph, Node, frozen
+from compiler.ir.graph import MAIN_OUTPUT, Graph, Node, frozen
 from compiler.ir.ops import REGISTRY, ArgError, OpRegistry
 
 
@@ -97,6 +97,7 @@ class Expander:
         self.blocks = {d.name: d for d in module.definitions if d.kind == "block"}
         self.names = _Names()
         self.nodes: list[Node] = []
+        self.aux_outputs: dict[str, tuple[str, Span]] = {}  # auxiliary output name -> (node, statement span)
 
     # ---- helpers -------------------------------------------------------------------------------
     def error(self, message: str, where: ast.Node | Span, hint: str | None = None,
@@ -169,7 +170,8 @@ class Expander:
         if scope.output is None:
             raise self.error(f"model '{model.name}' has no 'output' statement", model,
                              "end the body with e.g. `output x -> linear(10)`")
-        return Graph(model.name, tuple(self.nodes), scope.output, frozen(params), model.span)
+        return Graph(model.name, tuple(self.nodes), scope.output, frozen(params), model.span,
+                     aux_outputs=tuple((name, node) for name, (node, _) in self.aux_outputs.items()))
 
     # ---- statements ----------------------------------------------------------------------------
     def run_body(self, body: Sequence[ast.Stmt], scope: _Scope) -> None:
@@ -228,7 +230,21 @@ class Expander:
         scope.values[s.target] = self.run_flow(s.flow, scope, s.target if fresh else None)
 
     def _OutputStmt(self, s: ast.OutputStmt, scope: _Scope) -> None:
-        scope.output = self.run_flow(s.flow, scope, None)
+        if s.name is None:
+            scope.output = self.run_flow(s.flow, scope, None)
+            return
+        # `output NAME = flow`: an auxiliary output of the model (training only); it does not end the body
+        if not scope.is_model:
+            raise self.error(f"an auxiliary output ('output {s.name} = ...') belongs to the model, not to a block",
+                             s, "return the value from the block and declare the output in the model",
+                             stack=scope.stack)
+        if s.name == MAIN_OUTPUT:
+            raise self.error(f"'{MAIN_OUTPUT}' names the model's main output; choose another name", s)
+        if s.name in self.aux_outputs:
+            raise self.error(f"auxiliary output '{s.name}' is declared twice (first at {self.aux_outputs[s.name][1]})",
+                             s, "a loop declares it once per pass: put it under an `if`, or give each its own name")
+        fresh = s.name not in self.names.used
+        self.aux_outputs[s.name] = (self.run_flow(s.flow, scope, s.name if fresh else None), s.span)
 
     def _ForStmt(self, s: ast.ForStmt, scope: _Scope) -> None:
         ev = self.evaluator(scope)

@@ -104,7 +104,8 @@ class _ToAst(Transformer):
         return ast.LetStmt(str(name), value, span=_span(name, self.f))
 
     def output_stmt(self, meta, children):
-        return ast.OutputStmt(children[0], span=self._s(meta))
+        name, flow = children
+        return ast.OutputStmt(flow, str(name) if name is not None else None, span=self._s(meta))
 
     def for_stmt(self, meta, children):
         var, a, b, body = children

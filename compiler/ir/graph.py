@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from compiler.errors import UNKNOWN_SPAN, Span
 
 Shape = tuple[int, ...]  # per-sample shape: (C, H, W) or (F,); the batch dimension is implied
+MAIN_OUTPUT = "main"  # how summaries name a graph's unnamed output; never an auxiliary output's name
 _GRAPH_COSTS = ("params", "macs", "activation_elements", "inference_params", "inference_macs")  # whole-graph meta
 
 

@@ -1,7 +1,8 @@
 """Cost analysis: parameters and multiply-accumulates per node (meta) and in total (graph meta).
 
 MACs count the multiply-accumulates of convolutions and linear layers for one sample, the figure papers call
-"FLOPs"; element-wise ops and pooling count zero.
+"FLOPs"; element-wise ops and pooling count zero. The totals cover every output (what training builds and
+runs); ``inference_params`` and ``inference_macs`` leave out the auxiliary, training-only heads.
 """
 from __future__ import annotations
 
@@ -19,14 +20,20 @@ class AnalyseCosts:
 
     def apply(self, graph: Graph) -> Graph:
         nodes = []
-        total_params = total_macs = activations = 0
+        total_params = total_macs = activations = inference_params = inference_macs = 0
+        inference = graph.inference_nodes()
         for node in graph.nodes:
             spec = self.registry[node.op]
             params, macs = spec.count(node.attrs, node.meta["input_shapes"], node.shape)
             total_params += params
             total_macs += macs
+            if node.name in inference:
+                inference_params += params
+                inference_macs += macs
             if spec.fresh_output:
                 activations += math.prod(node.shape)
             nodes.append(node.with_meta(params=int(params), macs=int(macs)))
         return graph.replace_nodes(nodes).with_meta(params=total_params, macs=total_macs,
-                                                    activation_elements=activations)
+                                                    activation_elements=activations,
+                                                    inference_params=inference_params,
+                                                    inference_macs=inference_macs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keyword
 
 from compiler.errors import ArchError
-from compiler.ir.graph import Graph
+from compiler.ir.graph import MAIN_OUTPUT, Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
 
 
@@ -24,6 +24,12 @@ def verify(graph: Graph, registry: OpRegistry = REGISTRY) -> None:
         seen.add(node.name)
     if graph.output not in seen:
         raise ArchError(f"graph output '{graph.output}' is not a node", graph.span)
+    names = [name for name, _ in graph.aux_outputs]
+    for name, node in graph.aux_outputs:
+        if not name.isidentifier() or keyword.iskeyword(name) or names.count(name) > 1 or name == MAIN_OUTPUT:
+            raise ArchError(f"auxiliary output name {name!r} is not a unique identifier", graph.span)
+        if node not in seen:
+            raise ArchError(f"auxiliary output '{name}' is '{node}', which is not a node", graph.span)
     if not graph.inputs:
         raise ArchError("graph has no input", graph.span)
 

@@ -358,7 +358,9 @@ def make_step(model: torch.nn.Module, runner: Callable[..., Any], inputs: Sequen
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        runner(*inputs).float().mean().backward()
+        out = runner(*inputs)  # a tuple in training mode when the model has auxiliary outputs
+        loss = sum(o.float().mean() for o in out) if isinstance(out, tuple) else out.float().mean()
+        loss.backward()
         optimizer.step()
     return train_step
 

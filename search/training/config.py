@@ -86,6 +86,8 @@ class TrainerConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     label_smoothing: float = 0.0
+    aux_weight: float = 0.4           # models with auxiliary outputs (`output aux = ...`): loss = main + aux_weight
+    #                                   x each auxiliary output's loss, in training (DARTS: 0.4); 0 ignores them
     loss_reduction: str = "mean"      # mean | sum (sum: the lr is per example, as in airbench)
     grad_clip: Optional[float] = None  # clip the global gradient norm to this value
     precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 | bf16-pure | fp16-pure

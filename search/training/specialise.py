@@ -55,4 +55,9 @@ def compile_for_data(arch: str | Path, data: DataSplits, params: Mapping[str, An
                else f"the output does not follow num_classes={chosen.get('num_classes')}: make the last layer use it")
         raise ArchError(f"the model outputs {list(out)} per image but {where} needs [{data.num_classes}]",
                         node.span, text, fix)
+    for name, aux in result.graph.aux_outputs:  # their losses use the same labels
+        node = result.graph.node(aux)
+        if tuple(node.shape) != (data.num_classes,):
+            raise ArchError(f"auxiliary output '{name}' gives {list(node.shape)} per image but {where} needs "
+                            f"[{data.num_classes}]", node.span, text, "make its last layer use num_classes")
     return result

@@ -120,6 +120,21 @@ class _GlobalFlags:
             torch.set_num_threads(threads)
 
 
+def training_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], labels: torch.Tensor,
+                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(main logits, loss) of one training forward. A model with auxiliary outputs returns (main, aux, ...) in
+    training mode; each auxiliary loss joins with ``aux_weight`` (DARTS: loss = main + 0.4 * aux). Accuracy is
+    the main output's."""
+    if not isinstance(outputs, tuple):
+        return outputs, loss_fn(outputs.float(), labels)
+    logits, *aux = outputs
+    loss = loss_fn(logits.float(), labels)
+    if aux_weight:
+        loss = loss + aux_weight * sum(loss_fn(a.float(), labels) for a in aux)
+    return logits, loss
+
+
 EpochHook = Callable[[dict[str, Any]], "bool | None"]
 
 
@@ -257,8 +272,7 @@ class _Run:
         self.watch.start()
         for x, y in self.train_loader:
             with self.precision.context(self.device):
-                logits = self.forward(x)
-                loss = self.loss_fn(logits.float(), y)
+                logits, loss = training_loss(self.forward(x), y, self.loss_fn, cfg.aux_weight)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
