@@ -165,6 +165,17 @@ def test_trainer_loss_is_main_plus_weighted_aux_on_a_fixed_batch(digits) -> None
     assert aux > 0.1
 
 
+def test_an_auxiliary_output_must_match_the_classes_of_the_data(digits, tmp_path: Path) -> None:
+    from search.training.specialise import compile_for_data
+    path = tmp_path / "wrong.arch"
+    path.write_text(TWO_OUTPUTS.replace("output aux = y -> global_avgpool -> flatten -> linear(num_classes)",
+                                        "output aux = y -> global_avgpool -> flatten -> linear(7)"))
+    with pytest.raises(ArchError, match=r"auxiliary output 'aux' gives \[7\] per image but dataset 'digits'") as err:
+        compile_for_data(path, digits)
+    assert err.value.span.line == 5
+    assert compile_for_data(ROOT / "examples" / "resnet20.arch", digits).graph.aux_outputs == ()
+
+
 def test_a_model_with_an_auxiliary_output_trains_and_evaluates_its_main_output(digits) -> None:
     seed_everything(0)
     model = compile_source(TWO_OUTPUTS, options=CompileOptions(input_shape=digits.input_shape),

@@ -53,13 +53,14 @@ def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
         for i in n.inputs:
             uses[i] = uses.get(i, 0) + 1
     ops = {n.name: n.op for n in graph.nodes}
+    outputs = set(graph.outputs)
     result = set()
     for node in graph.nodes:
         if not node.inputs or not registry[node.op].in_place_able:
             continue
         first = node.inputs[0]
         producer = registry[ops[first]]
-        if producer.fresh_output and not producer.activation and uses[first] == 1 and first not in graph.outputs:
+        if producer.fresh_output and not producer.activation and uses[first] == 1 and first not in outputs:
             result.add(node.name)
     return result
 
@@ -134,8 +135,7 @@ class LoweredGraph:
     forward_lines: list[str]         # forward() body, one statement per node
     result: str                      # the variable forward() returns
     example_inputs: str              # torch.randn(...) arguments for a test call
-    aux_results: list[str]           # the auxiliary outputs' variables (returned in training mode) ...
-    aux_names: list[str]             # ... and their names, in the same order
+    aux_results: list[str]           # the auxiliary outputs' variables (also returned in training mode)
 
 
 def attribute_names(graph: Graph, reserved: Iterable[str] = ()) -> dict[str, str]:
@@ -179,7 +179,7 @@ def lower_graph(graph: Graph, registry: OpRegistry = REGISTRY, reserved: Iterabl
     example = ", ".join(f"torch.randn(2, *{tuple(n.shape)!r})" for n in inputs)
     return LoweredGraph(cls, cls if not graph.name.isidentifier() else graph.name, attr, module_lines,
                         [attr[n.name] for n in inputs], forward_lines, regs.var[graph.output], example,
-                        [regs.var[node] for _, node in graph.aux_outputs], [name for name, _ in graph.aux_outputs])
+                        [regs.var[node] for _, node in graph.aux_outputs])
 
 
 def generate_source(graph: Graph, registry: OpRegistry = REGISTRY) -> str:
