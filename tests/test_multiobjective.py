@@ -174,3 +174,14 @@ def test_non_dominated_sort_matches_the_definition_on_random_points():
         dominators = [rank[j] for j in range(300) if dominates(points[j], points[i])]
         assert rank[i] == (max(dominators) + 1 if dominators else 0)
     assert first_front(points) == fronts[0]
+
+
+@pytest.mark.parametrize("objectives", [RANKED, ObjectiveSet.coerce({"objectives": ["accuracy"],
+                                                                     "constraints": ["params<=5"]})])
+def test_optuna_takes_candidates_skipped_before_training(objectives):
+    """A candidate not trained because its cost broke a constraint has no accuracy: told as a failed trial (this
+    raised KeyError: 'accuracy')."""
+    strategy = build("optuna_tpe", objectives)
+    genotype = strategy.ask()
+    strategy.tell(genotype, {"status": "infeasible", "violation": 0.5, "params": 7.5})
+    assert strategy.told == [[list(genotype), None, 0.0]] and len(strategy.ask(3)) == 3
