@@ -10,7 +10,9 @@ re-proposals are answered from the cache for free. The references named by ``--r
 the textbook settings) are run side by side unless already listed.
 
 Printed and written per strategy: mean +- std (population std, ddof=0) and median of the best accuracy found
-within each budget of ``--budgets`` (default: half the queries and all of them). JSON layout:
+within each budget of ``--budgets`` (default: half the queries and all of them). Accuracies are printed in percent
+and stored in the JSON as fractions in [0, 1] (the table evaluator's unit; files written before that change, such
+as bench/results/nb201_*seeds.json, hold percent). JSON layout:
 
     {strategy: {"mean": .., "std": .., "median": .., "n": seeds, "queries": Q,     # at the full budget Q
                 "budgets": {"50": {"mean", "std", "median", "n"}, "100": {...}},
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         per_budget = {str(b): summarise(curves[:, b - 1]) for b in budgets}
         results[name] = {**summarise(curves[:, -1]), "queries": args.queries, "budgets": per_budget,
                          "seconds": round(seconds, 2)}
-        cells = "   ".join(f"@{b}: {s['mean']:.3f} +- {s['std']:.3f} (median {s['median']:.2f})"
+        cells = "   ".join(f"@{b}: {100 * s['mean']:.3f} % +- {100 * s['std']:.3f} (median {100 * s['median']:.2f} %)"
                            for b, s in per_budget.items())
         print(f"{name:20s} {cells}   [{seconds:.0f} s]", flush=True)
     for line in verdicts(results, budgets):

@@ -44,12 +44,14 @@ def export_formats(cfg: DictConfig) -> list[str]:
         raise ArchError(str(err), Span("export", 0, 0), hint="e.g. export=[onnx,pt2]") from err
 
 
-def write_exports(compiled: CompileResult, model: Any, out: Path, formats: list[str], where: str) -> None:
-    """Export ``model`` (built from ``compiled``, with the weights it has) next to model.py, checked."""
+def write_exports(compiled: CompileResult, model: Any, out: Path, formats: list[str], where: str,
+                  library_logs: bool = False) -> None:
+    """Export ``model`` (built from ``compiled``, with the weights it has) next to model.py, checked.
+    ``library_logs``: show the exporters' INFO lines (``debug=true``)."""
     if not formats:
         return
     try:
-        report = export_model(model, [n.shape for n in compiled.graph.inputs], out, formats)
+        report = export_model(model, [n.shape for n in compiled.graph.inputs], out, formats, library_logs=library_logs)
     except ExportError as err:
         raise ArchError(str(err), Span(where, 0, 0), hint="model.py itself is fine; this format cannot express "
                         "some op of the model (see the cause with debug=true)") from err
@@ -96,5 +98,6 @@ def compile_task(cfg: DictConfig) -> int:
         print(warning)
     print(result.layer_table(cfg.task.get("max_rows")))
     print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
-    write_exports(result, result.build(), out, formats, str(cfg.arch))  # freshly initialised weights
+    write_exports(result, result.build(), out, formats, str(cfg.arch),  # freshly initialised weights
+                  library_logs=bool(cfg.get("debug")))
     return 0

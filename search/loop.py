@@ -11,6 +11,7 @@ results are recorded in the order the candidates were proposed, so a run depends
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from concurrent.futures import Executor, Future
@@ -132,9 +133,12 @@ class SearchLoop:
         search = BudgetedSearch(self.strategy, self.budget, seed=self.seed, max_repeats=self.max_repeats)
         records, restored = self._restore(search)
         bar = None
+        logs = contextlib.ExitStack()  # closed with the bar
         if self.progress:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
             bar = tqdm(total=self.budget, initial=len(records), desc="search", unit="arch", dynamic_ncols=True)
+            logs.enter_context(logging_redirect_tqdm())  # log lines (a trainer's epochs) print above the bar
         best = max((self.objectives.fitness(r["metrics"]) for r in records), default=None)
         executor = self._executor()
         finished = False
@@ -170,6 +174,7 @@ class SearchLoop:
             # on a normal end every task is done; after an error, queued candidates are dropped (they are in the
             # checkpoint's in_flight list and run first on resume) and running ones are not waited for
             executor.shutdown(wait=finished, cancel_futures=True)
+            logs.close()
             if bar is not None:
                 bar.close()
         return records
@@ -183,8 +188,13 @@ class SearchLoop:
                                "fewer workers") from err
 
     def _postfix(self, metrics: Mapping[str, Any], best: Any) -> str:
+        """This result's primary objective and the best so far (its primary objective; the weighted sum when the
+        objectives are weighted)."""
         name = self.objectives.primary.name
         value = metrics.get(name)
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else metrics.get("status")
-        best_value = self.objectives.primary.signed(best.value) if best is not None and best.tier == FEASIBLE else None
-        return f"{name}={shown} best={best_value:.4g}" if best_value is not None else f"{name}={shown}"
+        if best is None or best.tier != FEASIBLE:
+            return f"{name}={shown}"
+        if self.objectives.weighted:
+            return f"{name}={shown} best score={best.value:.4g}"
+        return f"{name}={shown} best={self.objectives.primary.signed(best.value):.4g}"

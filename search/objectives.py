@@ -3,36 +3,87 @@
 Convention: every objective is turned into a value to *maximise* (``Objective.signed``), so dominance, sorting and
 fitness all read "larger is better". A candidate is ranked in tiers: evaluated and feasible, evaluated but breaking a
 hard constraint (less violation is better), failed (exception, NaN, out of memory, ...) — always the worst.
+
+Several objectives reach every strategy in one of two ways, chosen by the objective config's ``scalarize``:
+
+* ``ranked`` (the default): Pareto ranking. A group of results (a population, the results so far) is ordered by
+  non-dominated front, then crowding distance (NSGA-II's order; ``ObjectiveSet.rank_keys``); "a is better than b"
+  means a dominates b (``ObjectiveSet.better``). A result's own ``Fitness`` is its primary objective with the
+  others as tie-breakers, in order — the lexicographic order, whose maximum is always on the Pareto front.
+* ``weighted``: one number, ``sum(weight_i * signed value_i)`` (each objective's ``weight``, default 1; choose
+  them for the scales, e.g. ``{name: params, direction: min, weight: 1.0e-6}``: 1e-6 accuracy per parameter).
+
+The best result of a run (``best_of``) is taken on the Pareto front: the largest ``Fitness`` there, i.e. the best
+primary objective with ties broken by the other objectives in order (``ranked``), or the best weighted sum.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from compiler.errors import ArchError, Span
 
 Direction = Literal["max", "min"]
+SCALARIZE = ("ranked", "weighted")
 OK = "ok"
 INFEASIBLE_STATUS = "infeasible"  # not trained: its cost metrics already broke a hard constraint
 
 FAILED, INFEASIBLE, FEASIBLE = 0, 1, 2  # fitness tiers, worst first
 
 
-class Fitness(NamedTuple):
-    """Scalar fitness for single-objective strategies: compare as tuples (tier first). JSON-able as a list."""
+class Fitness(tuple):
+    """A result's fitness: the tuple ``(tier, value, *point)``, compared as a tuple (tier first; larger is better).
 
-    tier: int
-    value: float
+    ``value``: the primary objective (or the weighted sum). ``point``: with several ranked objectives, all of them
+    signed, in order — the tie-breakers, and what Pareto ranking reads; empty otherwise (and for results that are
+    not feasible), so a fitness of one objective is the plain pair ``(tier, value)``. JSON-able as a list."""
+
+    __slots__ = ()
+
+    def __new__(cls, tier: int, value: float, point: Sequence[float] = ()) -> "Fitness":
+        return super().__new__(cls, (int(tier), float(value), *(float(v) for v in point)))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickle: rebuild through __new__'s signature
+        return self.tier, self.value, self.point
+
+    def __repr__(self) -> str:
+        return f"Fitness(tier={self.tier}, value={self.value!r}" + (f", point={self.point!r})" if self.point else ")")
+
+    @property
+    def tier(self) -> int:
+        return self[0]
+
+    @property
+    def value(self) -> float:
+        return self[1]
+
+    @property
+    def point(self) -> tuple[float, ...]:
+        return tuple(self[2:])
+
+    def to_json(self) -> list[float]:
+        return list(self)
+
+    @classmethod
+    def from_json(cls, data: Sequence[float]) -> "Fitness":
+        return cls(data[0], data[1], data[2:])
 
 
 @dataclass(frozen=True)
 class Objective:
     name: str
     direction: Direction = "max"
+    weight: float = 1.0  # only read with scalarize: weighted
 
     def __post_init__(self) -> None:
         if self.direction not in ("max", "min"):
             raise ValueError(f"objective {self.name!r}: direction must be 'max' or 'min', not {self.direction!r}")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"objective {self.name!r}: weight must be a positive number, not {self.weight!r}")
 
     def signed(self, value: float) -> float:
         return float(value) if self.direction == "max" else -float(value)
@@ -46,7 +97,11 @@ class Objective:
             direction, _, name = spec.rpartition(":")
             return cls(name.strip(), (direction.strip() or "max"))  # type: ignore[arg-type]
         if isinstance(spec, Mapping):
-            return cls(str(spec["name"]), spec.get("direction", "max"))
+            unknown = set(spec) - {"name", "direction", "weight"}
+            if unknown:
+                raise ValueError(f"objective {dict(spec)}: unknown key(s) {sorted(unknown)}; "
+                                 "an objective has name, direction (max|min) and weight")
+            return cls(str(spec["name"]), spec.get("direction", "max"), float(spec.get("weight", 1.0)))
         raise TypeError(f"cannot read an objective from {spec!r}")
 
 
@@ -98,35 +153,65 @@ def status_of(metrics: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class ObjectiveSet:
-    """What a search optimises. Single-objective strategies use the first objective; nsga2 uses all."""
+    """What a search optimises: objectives (the first is the primary one), constraints, and how several objectives
+    are combined (``scalarize``, see the module docstring)."""
 
     objectives: tuple[Objective, ...] = (Objective("accuracy", "max"),)
     constraints: tuple[Constraint, ...] = field(default=())
+    scalarize: str = "ranked"
 
     def __post_init__(self) -> None:
         if not self.objectives:
             raise ValueError("at least one objective is needed")
+        if self.scalarize not in SCALARIZE:
+            raise ValueError(f"scalarize must be one of {', '.join(SCALARIZE)}, not {self.scalarize!r}")
+        if self.scalarize == "ranked" and any(o.weight != 1.0 for o in self.objectives):
+            raise ValueError("objective weights are only read with scalarize: weighted (ranked compares by Pareto "
+                             "dominance); set scalarize: weighted or drop the weights")
 
     @property
     def primary(self) -> Objective:
         return self.objectives[0]
 
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def ranked(self) -> bool:
+        """Several objectives compared by Pareto dominance (else every comparison is of one number)."""
+        return len(self.objectives) > 1 and self.scalarize == "ranked"
+
+    @property
+    def weighted(self) -> bool:
+        return len(self.objectives) > 1 and self.scalarize == "weighted"
+
     @classmethod
     def coerce(cls, spec: Any = None) -> "ObjectiveSet":
-        """Accept None (maximise accuracy), an ObjectiveSet, a mapping with ``objectives``/``constraints``,
-        one objective spec, or a list of objective specs (see :meth:`Objective.parse`)."""
+        """Accept None (maximise accuracy), an ObjectiveSet, a mapping with ``objectives``/``constraints``/
+        ``scalarize`` (the objective config), one objective spec, or a list of objective specs (see
+        :meth:`Objective.parse`). A mistake in the config is an ArchError located at ``objective``."""
         if spec is None:
             return cls()
         if isinstance(spec, ObjectiveSet):
             return spec
-        if isinstance(spec, Mapping) and "objectives" in spec:
-            objectives = spec["objectives"]
-            objectives = [objectives] if isinstance(objectives, (str, Mapping)) else objectives
-            return cls(tuple(Objective.parse(o) for o in objectives),
-                       tuple(Constraint.parse(c) for c in (spec.get("constraints") or ())))
-        if isinstance(spec, (str, Mapping, Objective)):
-            return cls((Objective.parse(spec),))
-        return cls(tuple(Objective.parse(o) for o in spec))
+        try:
+            if isinstance(spec, Mapping) and "objectives" in spec:
+                unknown = set(spec) - {"objectives", "constraints", "scalarize"}
+                if unknown:
+                    raise ValueError(f"unknown key(s) {sorted(unknown)}; the objective config has objectives, "
+                                     "constraints and scalarize")
+                objectives = spec["objectives"]
+                objectives = [objectives] if isinstance(objectives, (str, Mapping)) else objectives
+                return cls(tuple(Objective.parse(o) for o in objectives),
+                           tuple(Constraint.parse(c) for c in (spec.get("constraints") or ())),
+                           str(spec.get("scalarize") or "ranked"))
+            if isinstance(spec, (str, Mapping, Objective)):
+                return cls((Objective.parse(spec),))
+            return cls(tuple(Objective.parse(o) for o in spec))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ArchError(f"bad objective config: {err}", Span("objective", 0, 0),
+                            hint="see conf/objective/*.yaml, e.g. objective=acc_params") from err
 
     def evaluated(self, metrics: Mapping[str, Any]) -> bool:
         """True when the run succeeded and reported a finite value for every objective."""
@@ -145,9 +230,15 @@ class ObjectiveSet:
         """The violation of the constraints whose metric is already known (e.g. params before training)."""
         return sum(c.violation(metrics) for c in self.constraints if c.name in metrics)
 
+    def scalar(self, metrics: Mapping[str, Any]) -> float:
+        """One number to maximise (evaluated metrics only): the weighted sum, or the primary objective."""
+        if self.weighted:
+            return sum(o.weight * o.signed(metrics[o.name]) for o in self.objectives)
+        return self.primary.signed(metrics[self.primary.name])
+
     def fitness(self, metrics: Mapping[str, Any]) -> Fitness:
-        """Tiered scalar fitness of the primary objective (larger is better). A candidate skipped for breaking a
-        constraint before training ranks with the infeasible ones, by its violation."""
+        """Tiered fitness (larger is better). A candidate skipped for breaking a constraint before training ranks
+        with the infeasible ones, by its violation."""
         if status_of(metrics) == INFEASIBLE_STATUS:
             return Fitness(INFEASIBLE, -float(metrics["violation"]))
         if not self.evaluated(metrics):
@@ -155,11 +246,47 @@ class ObjectiveSet:
         violation = self.violation(metrics)
         if violation > 0:
             return Fitness(INFEASIBLE, -violation)
-        return Fitness(FEASIBLE, self.primary.signed(metrics[self.primary.name]))
+        return Fitness(FEASIBLE, self.scalar(metrics), self.vector(metrics) if self.ranked else ())
 
     def vector(self, metrics: Mapping[str, Any]) -> tuple[float, ...]:
         """All objectives, signed to maximise (only for evaluated metrics)."""
         return tuple(o.signed(metrics[o.name]) for o in self.objectives)
+
+    def better(self, a: Fitness, b: Fitness) -> bool:
+        """a is strictly better than b: by tier, then (ranked) Pareto dominance or (else) the scalar."""
+        if self.ranked and a.tier == b.tier == FEASIBLE:
+            return dominates(a.point, b.point)
+        return a > b
+
+    def rank_keys(self, fitnesses: Sequence[Fitness]) -> list[Any]:
+        """Sort keys that order a group of results best-last (``max`` picks the best). One number: the fitnesses
+        themselves. Ranked: tier, then non-dominated front within the group, then crowding distance (NSGA-II)."""
+        if not self.ranked:
+            return list(fitnesses)
+        feasible = [i for i, f in enumerate(fitnesses) if f.tier == FEASIBLE]
+        points = [fitnesses[i].point for i in feasible]
+        keys: list[Any] = [(f.tier, 0, 0.0, f) for f in fitnesses]
+        for rank, front in enumerate(non_dominated_sort(points)):
+            crowd = crowding_distance(points, front)
+            for j in front:
+                keys[feasible[j]] = (FEASIBLE, -rank, crowd[j], fitnesses[feasible[j]])
+        return keys
+
+    def share_beaten(self, fitness: Fitness, group: Sequence[Fitness]) -> float:
+        """The share of the other members of ``group`` (which holds ``fitness`` once) that ``fitness`` is better
+        than, counting ties and incomparable ones as half: the mid-rank in [0, 1] for one number."""
+        if len(group) < 2:
+            return 0.5
+        wins = sum(self.better(fitness, other) for other in group)
+        losses = sum(self.better(other, fitness) for other in group)
+        ties = len(group) - wins - losses - 1  # the member itself is not an opponent
+        return (wins + ties / 2) / (len(group) - 1)
+
+    def best_of(self, records: Sequence[Mapping[str, Any]]) -> int | None:
+        """Index of the best of ``records`` (metrics mappings): on the Pareto front, the largest fitness (best
+        primary objective, ties broken by the others in order; or the best weighted sum), then the earliest."""
+        front = pareto_indices(records, self)
+        return max(front, key=lambda i: (self.fitness(records[i]), -i)) if front else None
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -167,31 +294,43 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
 
 
+BLOCK = 512  # rows of the dominance matrix built at once (bounds the temporary arrays)
+
+
+def _dominance(points: np.ndarray, rows: slice) -> np.ndarray:
+    """``out[i, j]``: point ``rows.start + i`` dominates point j (maximisation)."""
+    block = points[rows, None, :]
+    return (block >= points[None, :, :]).all(-1) & (block > points[None, :, :]).any(-1)
+
+
 def non_dominated_sort(points: Sequence[Sequence[float]]) -> list[list[int]]:
-    """Fronts of indices, best first (Deb et al.'s fast non-dominated sort, maximisation)."""
+    """Fronts of indices (each ascending), best first: Deb et al.'s non-dominated sort, maximisation."""
     n = len(points)
-    dominated_by: list[list[int]] = [[] for _ in range(n)]
-    count = [0] * n
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(points[i], points[j]):
-                dominated_by[i].append(j)
-                count[j] += 1
-            elif dominates(points[j], points[i]):
-                dominated_by[j].append(i)
-                count[i] += 1
+    if n == 0:
+        return []
+    array = np.asarray(points, dtype=float).reshape(n, -1)
+    dominates_matrix = np.concatenate([_dominance(array, slice(i, i + BLOCK)) for i in range(0, n, BLOCK)])
+    count = dominates_matrix.sum(0)  # how many points dominate each one
     fronts = []
-    current = [i for i in range(n) if count[i] == 0]
-    while current:
-        fronts.append(current)
-        following = []
-        for i in current:
-            for j in dominated_by[i]:
-                count[j] -= 1
-                if count[j] == 0:
-                    following.append(j)
-        current = sorted(following)
+    current = np.flatnonzero(count == 0)
+    while current.size:
+        fronts.append(current.tolist())
+        count[current] = -1  # placed
+        count -= dominates_matrix[current].sum(0)
+        current = np.flatnonzero(count == 0)
     return fronts
+
+
+def first_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """The non-dominated points' indices (ascending), in O(n) memory."""
+    n = len(points)
+    if n == 0:
+        return []
+    array = np.asarray(points, dtype=float).reshape(n, -1)
+    dominated = np.zeros(n, dtype=bool)
+    for i in range(0, n, BLOCK):
+        dominated |= _dominance(array, slice(i, i + BLOCK)).any(0)
+    return np.flatnonzero(~dominated).tolist()
 
 
 def crowding_distance(points: Sequence[Sequence[float]], front: Sequence[int]) -> dict[int, float]:
@@ -215,9 +354,7 @@ def pareto_indices(records: Iterable[Mapping[str, Any]], objectives: ObjectiveSe
     records = list(records)
     usable = [i for i, m in enumerate(records)
               if objectives.evaluated(m) and objectives.violation(m) == 0]
-    points = [objectives.vector(records[i]) for i in usable]
-    fronts = non_dominated_sort(points)
-    return sorted(usable[i] for i in fronts[0]) if fronts else []
+    return [usable[i] for i in first_front([objectives.vector(records[i]) for i in usable])]
 
 
 def hypervolume_2d(points: Iterable[Sequence[float]], reference: Sequence[float]) -> float:

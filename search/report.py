@@ -22,13 +22,34 @@ def pareto_front(records: Sequence[Mapping[str, Any]], objectives: ObjectiveSet)
 
 
 def best_record(records: Sequence[Mapping[str, Any]], objectives: ObjectiveSet) -> Mapping[str, Any] | None:
-    scored = [(objectives.fitness(r["metrics"]), -r["index"], r) for r in records]
-    scored = [s for s in scored if s[0].tier == FEASIBLE]
-    return max(scored, key=lambda s: s[:2])[2] if scored else None
+    """The best record, taken on the Pareto front (``ObjectiveSet.best_of``): the best primary objective, ties broken
+    by the other objectives in order (or the best weighted sum), then the earliest evaluation."""
+    index = objectives.best_of([r["metrics"] for r in records])
+    return None if index is None else records[index]
+
+
+def best_rule(objectives: ObjectiveSet) -> str:
+    """How the best record is chosen, in words (for report.md)."""
+    names = objectives.names
+    most = "highest" if objectives.primary.direction == "max" else "lowest"
+    if objectives.weighted:
+        terms = " ".join(f"{'+' if o.direction == 'max' else '-'} {o.weight:g} * {o.name}" for o in objectives.objectives)
+        return f"the member of the Pareto front with the largest {terms.removeprefix('+ ')} (`scalarize: weighted`)"
+    if len(names) == 1:
+        return f"the architecture with the {most} {names[0]}, the earliest one on a tie"
+    return (f"the member of the Pareto front with the {most} {names[0]}, ties broken by {', then '.join(names[1:])} "
+            "(`scalarize: ranked`)")
+
+
+def headline_metrics(metrics: Mapping[str, Any], objectives: ObjectiveSet) -> list[tuple[str, Any]]:
+    """The objectives in their configured order, then params and macs: the same order in every report line,
+    whatever order the metrics were stored in (a resumed run reads them back sorted)."""
+    names = objectives.names + [n for n in ("params", "macs") if n not in objectives.names]
+    return [(n, metrics[n]) for n in names if n in metrics]
 
 
 def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path,
-                export_formats: Sequence[str] = ()) -> dict[str, Any]:
+                export_formats: Sequence[str] = (), library_logs: bool = False) -> dict[str, Any]:
     """best/: canonical .arch, standalone model.py (+ profile.py when the backend writes it), summary.json and,
     when the evaluator can train, weights.pt and final metrics from a final training run; then the deployment
     exports asked for (``export=[onnx,...]``), with the trained weights when there are some."""
@@ -41,9 +62,9 @@ def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path
         model = result.build()
         if (out / "weights.pt").exists():
             model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
-        write_exports(result, model, out, list(export_formats), space.name)
+        write_exports(result, model, out, list(export_formats), space.name, library_logs=library_logs)
     summary = json.loads((out / "summary.json").read_text())
-    summary["search"] = {"genotype": record["genotype"], "decisions": record["decisions"],
+    summary["search"] = {"genotype": record["genotype"], "decisions": space.describe(record["genotype"]),
                          "search_metrics": record["metrics"], "final": final}
     atomic_write_json(out / "summary.json", summary)
     return final
@@ -55,7 +76,7 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = []
+    made: list[str] = []
     primary = objectives.primary
     ok = [r for r in records if objectives.fitness(r["metrics"]).tier == FEASIBLE]
     if ok:
@@ -78,21 +99,23 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
         fig.savefig(out / f"progress.{fmt}", dpi=120)
         plt.close(fig)
         made.append(f"progress.{fmt}")
-        # Pareto plot: the first two objectives, or the primary one against parameters.
-        names = [o.name for o in objectives.objectives]
-        x_name, y_name = (names[1], names[0]) if len(names) > 1 else ("params", primary.name)
+    names = objectives.names
+    if ok and len(names) > 1:  # one objective has no front to draw: its "front" is the best value, tied
+        # Pareto plot: the second objective across, the primary one up (further objectives are not drawn)
+        x_name, y_name = names[1], names[0]
         fig, ax = plt.subplots(figsize=(6, 4))
-        points = [(r["metrics"].get(x_name), r["metrics"].get(y_name)) for r in ok]
+        points = [(r["metrics"][x_name], r["metrics"][y_name]) for r in ok]
         ax.scatter(*zip(*points), s=12, alpha=0.4, label="evaluated")
-        on_front = sorted((r["metrics"].get(x_name), r["metrics"].get(y_name)) for r in front
-                          if r["metrics"].get(x_name) is not None)
+        on_front = sorted((r["metrics"][x_name], r["metrics"][y_name]) for r in front)
         if on_front:
-            ax.plot(*zip(*on_front), "o-", color="C3", label="Pareto front")
+            ax.plot(*zip(*on_front), "o-" if len(names) == 2 else "o", color="C3",
+                    label="Pareto front" if len(names) == 2 else f"Pareto front (of {len(names)} objectives)")
         if x_name in ("params", "macs"):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the minor ticks' labels overlap
         ax.set_xlabel(x_name)
         ax.set_ylabel(y_name)
-        ax.set_title("Pareto front" if len(names) > 1 else f"{y_name} against {x_name}")
+        ax.set_title("Pareto front")
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / f"pareto.{fmt}", dpi=120)
@@ -102,6 +125,8 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int, and would print as 0/1
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int):
@@ -111,22 +136,27 @@ def _fmt(value: Any) -> str:
 
 def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: Any, objectives: ObjectiveSet,
                  out: Path, config_text: str = "", export: bool = True, notes: Sequence[str] = (),
-                 export_formats: Sequence[str] = ()) -> dict[str, Any]:
-    """``notes``: markdown lines a strategy adds after the summary (DARTS: its supernet, weights and warnings)."""
+                 export_formats: Sequence[str] = (), library_logs: bool = False) -> dict[str, Any]:
+    """``notes``: markdown lines a strategy adds after the summary (DARTS: its supernet, weights and warnings).
+    ``library_logs``: let the exporters' libraries log at INFO (``debug=true``)."""
     out.mkdir(parents=True, exist_ok=True)
     front = pareto_front(records, objectives)
-    atomic_write_json(out / "pareto.json", [
-        {"index": r["index"], "genotype": r["genotype"], "decisions": r["decisions"], "metrics": r["metrics"],
-         "arch": r["arch"]} for r in front])
     best = best_record(records, objectives)
+    atomic_write_json(out / "pareto.json", [
+        {"index": r["index"], "best": r is best, "genotype": r["genotype"], "decisions": space.describe(r["genotype"]),
+         "metrics": r["metrics"], "arch": r["arch"]} for r in front])
     final: dict[str, Any] = {}
     if best is not None and export:
-        final = export_best(best, space, evaluator, out / "best", export_formats)
+        final = export_best(best, space, evaluator, out / "best", export_formats, library_logs)
     plots = _plots(records, front, objectives, out)
+    single = len(objectives.objectives) == 1
+    if single:
+        (out / "pareto.png").unlink(missing_ok=True)  # left by an earlier run of several objectives
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    names = [o.name for o in objectives.objectives]
+    names = objectives.names
+    columns = names + [n for n in ("params",) if n not in names]
     stopped = sum("stopped_epoch" in r["metrics"] for r in records)
     lines = [f"# Search report: {space.name}", "",
              f"{len(records)} architectures evaluated ({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))}); "
@@ -136,8 +166,9 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: An
              + (f" {stopped} stopped early by the median rule." if stopped else ""), "", *notes]
     if best is not None:
         lines += ["## Best architecture", "", f"Evaluation {best['index']}: "
-                  + ", ".join(f"{k} = {_fmt(v)}" for k, v in best["metrics"].items() if k in names + ["params", "macs"]),
-                  "", "Decisions: " + ", ".join(f"`{k}` = `{v}`" for k, v in best["decisions"].items()), ""]
+                  + ", ".join(f"{k} = {_fmt(v)}" for k, v in headline_metrics(best["metrics"], objectives)) + ".",
+                  "", f"Chosen as {best_rule(objectives)}.", "",
+                  "Decisions: " + ", ".join(f"`{k}` = `{v}`" for k, v in space.describe(best["genotype"]).items()), ""]
         if final:
             lines += ["Final training: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in final.items()
                                                       if isinstance(v, (int, float, str))), ""]
@@ -146,11 +177,17 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: An
                   + "".join(f", `best/{EXPORTERS[f].filename}`" for f in export_formats) + ".", ""]
     for plot in plots:
         lines += [f"![{plot}]({plot})", ""]
-    lines += ["## Pareto front", "", "| # | " + " | ".join(names + ["params"]) + " | decisions |",
-              "|---" * (len(names) + 3) + "|"]
+    if single:
+        lines += [f"## Tied at the best {names[0]}", "",
+                  f"One objective, so no Pareto front is drawn (`progress.png` only); `pareto.json` lists the "
+                  f"{len(front)} architecture(s) tied at the best {names[0]}.", ""]
+    else:
+        lines += ["## Pareto front", "", f"{len(front)} architecture(s) that no other feasible one dominates; "
+                  "`pareto.json` holds them, with `\"best\": true` on the best one.", ""]
+    lines += ["| # | " + " | ".join(columns) + " | decisions |", "|---" * (len(columns) + 2) + "|"]
     for r in front:
         m = r["metrics"]
-        lines.append(f"| {r['index']} | " + " | ".join(_fmt(m.get(n)) for n in names + ["params"]) + " | "
-                     + ", ".join(f"{k}={v}" for k, v in r["decisions"].items()) + " |")
+        lines.append(f"| {r['index']} | " + " | ".join(_fmt(m.get(n)) for n in columns) + " | "
+                     + ", ".join(f"{k}={v}" for k, v in space.describe(r["genotype"]).items()) + " |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return {"best": best, "front": front, "final": final}

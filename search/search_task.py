@@ -17,7 +17,7 @@ from compiler.tasks import export_formats, output_dir
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
 from search.parallel import Context, visible_gpus
-from search.report import write_report
+from search.report import headline_metrics, write_report
 from search.training.specialise import data_parameters, model_parameters
 
 log = logging.getLogger("search")
@@ -99,19 +99,21 @@ def search_task(cfg: DictConfig) -> int:
         print(f"error: {err}")
         return 2
     summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
-                           export_formats=formats)
+                           export_formats=formats, library_logs=bool(cfg.get("debug")))
     best = summary["best"]
     elapsed = time.perf_counter() - start
     if best is None:
         print(f"no candidate succeeded in {len(records)} evaluations; see {out / 'history.jsonl'}")
         return 1
-    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["metrics"].items()
-                        if k in [o.name for o in objectives.objectives] + ["params"])
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"  # objective order, then params
+                        for k, v in headline_metrics(best["metrics"], objectives) if k in objectives.names + ["params"])
     final = summary["final"]
-    print(f"best of {len(records)}: {metrics} ({', '.join(f'{k}={v}' for k, v in best['decisions'].items())})")
+    decisions = ", ".join(f"{k}={v}" for k, v in space.describe(best["genotype"]).items())  # the space's order
+    print(f"best of {len(records)}: {metrics} ({decisions})")
     if final:
         print("final training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in final.items() if isinstance(v, (int, float))))
-    print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}; "
-          f"best: {out / 'best'} ({elapsed:.1f} s)")
+    exported = f"; best: {out / 'best'}" if cfg.task.get("export_best", True) else ""
+    print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}{exported} "
+          f"({elapsed:.1f} s)")
     return 0

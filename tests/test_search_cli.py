@@ -28,10 +28,11 @@ def test_main_job_writes_a_real_best_model(tmp_path: Path) -> None:
     proc = run_cli("+search=evolution", *FAST, "evaluator.final_overrides.budget.epochs=15", f"out_dir={out}",
                    "export=[pt2]")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ["history.jsonl", "pareto.json", "report.md", "progress.png", "pareto.png", "config.yaml",
+    for name in ["history.jsonl", "pareto.json", "report.md", "progress.png", "config.yaml",
                  "best/arch.arch", "best/model.py", "best/summary.json", "best/weights.pt", "best/metrics.json",
                  "best/model.pt2", "best/exports.json"]:
         assert (out / name).is_file(), name
+    assert not (out / "pareto.png").exists()  # one objective: no front to draw
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert len(history) == 4 and all({"genotype", "arch", "metrics", "status", "seconds"} <= set(r) for r in history)
     final = json.loads((out / "best" / "metrics.json").read_text())

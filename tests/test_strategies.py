@@ -94,7 +94,7 @@ def test_failed_candidates_rank_last(name):
 def test_nb201_table_search_beats_the_median(name):
     evaluator = TableEvaluator(NB201_CSV)
     history = run_search(build(name, space=nb201.SPACE, seed=0), evaluator, budget=30, seed=0)
-    assert max(r.metrics["accuracy"] for r in history) > 92.0  # the table's median is 90.75
+    assert max(r.metrics["accuracy"] for r in history) > 0.92  # the table's median is 90.75 %
 
 
 class Stubborn(Strategy):

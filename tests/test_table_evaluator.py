@@ -31,14 +31,27 @@ def test_bad_strings_are_explained(bad, message):
         nb201.string_to_genotype(bad)
 
 
-def test_lookup_on_the_benchmark_table():
-    evaluator = TableEvaluator(NB201_CSV)
-    assert evaluator.lookup(EXAMPLE) == {"accuracy": pytest.approx(93.66), "status": "ok"}
+def test_lookup_on_the_benchmark_table_gives_fractions_as_the_trainer_does():
+    evaluator = TableEvaluator(NB201_CSV)  # the CSV holds percent (93.66); searches see fractions (0.9366)
+    assert evaluator.lookup(EXAMPLE) == {"accuracy": pytest.approx(0.9366), "status": "ok"}
     best = nb201.string_to_genotype("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
                                     "nor_conv_1x1~1|nor_conv_3x3~2|")
-    assert evaluator(best)["accuracy"] == pytest.approx(94.3733)
+    assert evaluator(best)["accuracy"] == pytest.approx(0.943733)
     column = load_table(evaluator.table)["accuracy"]
-    assert column.shape == (15625,) and column.max() == pytest.approx(94.3733)
+    assert column.shape == (15625,) and column.max() == pytest.approx(0.943733)
+    assert 0.0 <= column.min() and column.max() <= 1.0
+
+
+def test_percent_columns_are_configurable_and_checked(tmp_path):
+    table = tmp_path / "fractions.csv"
+    table.write_text(f"arch,accuracy,test_acc\n{EXAMPLE},91.5,0.9\n")
+    assert TableEvaluator(table, percent=["accuracy"]).lookup(EXAMPLE) == {
+        "accuracy": pytest.approx(0.915), "test_acc": 0.9, "status": "ok"}
+    assert TableEvaluator(table, percent=[]).lookup(EXAMPLE)["accuracy"] == 91.5  # as stored
+    with pytest.raises(ArchError, match="'test_acc' holds values from 0.9 to 0.9, not percentages"):
+        TableEvaluator(table, percent=["test_acc"]).lookup(EXAMPLE)
+    with pytest.raises(ArchError, match="names a column 'top5'"):
+        TableEvaluator(table, percent=["top5"]).lookup(EXAMPLE)
 
 
 def test_table_is_loaded_once():
@@ -56,7 +69,7 @@ def test_space_with_other_option_order_is_mapped_by_label():
     evaluator = TableEvaluator(NB201_CSV)
     ours = (3, 3, 4, 1, 3, 1)
     theirs = tuple(reordered.index(nb201.OPS[v]) for v in ours)
-    assert evaluator(theirs, space)["accuracy"] == pytest.approx(93.66)
+    assert evaluator(theirs, space)["accuracy"] == pytest.approx(0.9366)
     with pytest.raises(ValueError, match="not the NAS-Bench-201 cell space"):
         evaluator((0, 0), SimpleSpace.from_sizes(5, 5))
 
@@ -65,7 +78,7 @@ def test_partial_table_reports_missing_rows_as_failed(tmp_path):
     table = tmp_path / "part.csv"
     table.write_text(f"arch,accuracy,params\n{EXAMPLE},91.5,1000\n")
     evaluator = TableEvaluator(table)
-    assert evaluator.lookup(EXAMPLE) == {"accuracy": 91.5, "params": 1000.0, "status": "ok"}
+    assert evaluator.lookup(EXAMPLE) == {"accuracy": pytest.approx(0.915), "params": 1000.0, "status": "ok"}
     missing = evaluator((0,) * 6)
     assert missing["status"] == "missing" and "not in" in missing["error"]
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 EXPORT_BATCH = 2      # batch size of the example inputs (torch.export specialises a dimension of size 1)
 CHECK_BATCH = 3       # another batch size for the check, so that a batch fixed by mistake shows
 RELATIVE_TOLERANCE = 1e-4
+# torch's ONNX exporter and the libraries under it log about a dozen INFO lines per export (passes applied, nodes
+# removed): kept below WARNING unless asked for (``debug=true``, or a logger set to DEBUG, e.g. hydra.verbose=onnx_ir)
+LIBRARY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
 
 
 class ExportError(RuntimeError):
@@ -40,6 +44,22 @@ class Exporter:
     save: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], Path], None]
     load: Callable[[Path], tuple[Runner, str]]  # -> (runner, what ran the check)
     note: str = ""
+
+
+@contextlib.contextmanager
+def quiet_library_logs(enabled: bool = True) -> Iterator[None]:
+    """Raise the exporter libraries' loggers to WARNING for the duration (those set to DEBUG on purpose excepted)."""
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    try:
+        if enabled:
+            for logger in loggers:
+                if not logger.isEnabledFor(logging.DEBUG):
+                    logger.setLevel(logging.WARNING)
+        yield
+    finally:
+        for logger, level in zip(loggers, saved):
+            logger.setLevel(level)
 
 
 def _batch_dims(example: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
@@ -116,9 +136,10 @@ def check_formats(formats: Sequence[str]) -> list[str]:
 
 
 def export_model(model: torch.nn.Module, input_shapes: Sequence[Sequence[int]], out_dir: str | Path,
-                 formats: Sequence[str], seed: int = 0) -> dict[str, Any]:
+                 formats: Sequence[str], seed: int = 0, library_logs: bool = False) -> dict[str, Any]:
     """Write ``model`` (its current weights, CPU, fp32, eval mode) in each format, check each, and write
-    ``exports.json``. Raises ExportError naming the format when an export fails or disagrees with the model."""
+    ``exports.json``. Raises ExportError naming the format when an export fails or disagrees with the model.
+    ``library_logs``: let the exporters' libraries log at INFO (see ``LIBRARY_LOGGERS``)."""
     formats = check_formats(formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +149,7 @@ def export_model(model: torch.nn.Module, input_shapes: Sequence[Sequence[int]], 
     check = tuple(torch.randn(CHECK_BATCH, *s, generator=generator) for s in input_shapes)
     report: dict[str, Any] = {"torch": torch.__version__, "input_shapes": [list(s) for s in input_shapes],
                               "formats": {}}
-    with torch.no_grad():
+    with torch.no_grad(), quiet_library_logs(not library_logs):
         expected = model(*check)
         for name in formats:
             exporter = EXPORTERS[name]

@@ -125,6 +125,11 @@ def darts_task(cfg: DictConfig) -> int:
     out = output_dir(cfg)
     seed = int(cfg.seed)
     objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
+    if len(objectives.objectives) > 1:
+        raise ArchError(f"DARTS descends one loss and cannot search several objectives ({', '.join(objectives.names)})",
+                        Span("objective", 0, 0), hint="use objective=accuracy and trade accuracy for cost with "
+                        "search.cost.weight (macs, params or latency), or search several objectives with "
+                        "+search=nsga2 (or evolution, local, rl, optuna_tpe, random)")
     evaluator = _training_evaluator(cfg, settings)
     space = build_space(cfg, evaluator, validate=False)  # the supernet holds, and so checks, every option
     supernet = build_supernet(space, settings.fixed, settings.unrelaxed)

@@ -2,6 +2,10 @@
 
 The table is read lazily on the first lookup, once per file per process, into one float array per metric column
 indexed by the genotype's mixed-radix rank (15,625 rows -> a few hundred kB).
+
+Units: accuracies are fractions in [0, 1] everywhere in a search (the trainer's unit, and the objectives'). Columns
+that a table stores in percent (NAS-Bench-201's ``accuracy``) are named in ``percent`` and divided by 100 on reading;
+a column so named whose values cannot be percentages (any outside [0, 100], or all of them <= 1) is refused.
 """
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ from search.space import DiscreteSpace, index_of, size
 KEY_COLUMN = "arch"
 
 
+PERCENT_COLUMNS = ("accuracy",)  # what NAS-Bench-201's CSV (../shared/data/nb201-cifar10.csv) holds in percent
+
+
 @lru_cache(maxsize=4)
-def load_table(path: str) -> dict[str, np.ndarray]:
-    """Metric name -> values by genotype index (NaN where the table has no row)."""
+def load_table(path: str, percent: tuple[str, ...] = PERCENT_COLUMNS) -> dict[str, np.ndarray]:
+    """Metric name -> values by genotype index (NaN where the table has no row); ``percent`` columns as fractions."""
     file = Path(path)
     if not file.is_file():
         raise ArchError(f"table {path!r} not found", span=Span(str(path), 0, 0),
@@ -43,6 +50,17 @@ def load_table(path: str) -> dict[str, np.ndarray]:
                     columns[m][index] = float(row[m])
             except (ValueError, TypeError) as err:
                 raise ArchError(f"bad row: {err}", span=Span(str(path), line, 1)) from err
+    for name in percent:
+        if name not in columns:
+            raise ArchError(f"evaluator.percent names a column {name!r} that the table does not have "
+                            f"(it has {metrics})", span=Span(str(path), 1, 1),
+                            hint="set evaluator.percent to the columns stored in percent, or [] for none")
+        values = columns[name][~np.isnan(columns[name])]
+        if values.size and (values.min() < 0 or values.max() > 100 or values.max() <= 1):
+            raise ArchError(f"column {name!r} holds values from {values.min():g} to {values.max():g}, not percentages",
+                            span=Span(str(path), 1, 1), hint="if they are fractions already, leave the column out "
+                            "of evaluator.percent (e.g. evaluator.percent=[])")
+        columns[name] = columns[name] / 100.0
     return columns
 
 
@@ -50,13 +68,14 @@ class TableEvaluator:
     """``evaluator(genotype, space) -> metrics`` by table lookup; a genotype missing from the table is reported
     with status "missing" (a failed candidate), not an exception, so a partial table still supports a search."""
 
-    def __init__(self, table: str | Path) -> None:
+    def __init__(self, table: str | Path, percent: Sequence[str] = PERCENT_COLUMNS) -> None:
         self.table = str(Path(table).expanduser().resolve())
+        self.percent = tuple(percent)  # columns the table stores in percent: reported as fractions
 
     def __call__(self, genotype: Sequence[int], space: DiscreteSpace | None = None) -> dict[str, Any]:
         cell = nb201.to_nb201_genotype(space or nb201.SPACE, genotype)
         index = index_of(nb201.SPACE, cell)
-        values = {m: float(column[index]) for m, column in load_table(self.table).items()}
+        values = {m: float(column[index]) for m, column in load_table(self.table, self.percent).items()}
         if any(math.isnan(v) for v in values.values()):
             return {"status": "missing", "error": f"{nb201.genotype_to_string(cell)} is not in {self.table}"}
         return {**values, "status": "ok"}

@@ -2,7 +2,9 @@
 
 * ``ask()`` proposes one genotype, ``ask(n)`` a list (for parallel evaluation);
 * ``tell(genotype, metrics)`` reports a result. ``metrics`` holds the objective values and a ``status`` ("ok" or
-  any failure status); failed and infeasible candidates rank below every feasible one (see ``Fitness``). A
+  any failure status); failed and infeasible candidates rank below every feasible one (see ``Fitness``). With
+  several objectives a strategy compares results through its ``ObjectiveSet`` (``rank_keys`` to order a group,
+  ``better`` for two, ``share_beaten`` for a rank), never by one objective alone. A
   strategy accepts results for genotypes it did not ask for (the budget wrapper injects fresh genotypes when a
   strategy keeps proposing evaluated ones), and results for the same genotype more than once (cached results);
 * ``state_dict()`` is JSON-serialisable and includes the RNG state, so that after ``load_state_dict`` the future
@@ -51,7 +53,7 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {"strategy": type(self).__name__, "space": signature(self.space),
                 "rng": self.rng.bit_generator.state,
-                "best": None if self.best is None else [list(self.best[0]), list(self.best[1])],
+                "best": None if self.best is None else [list(self.best[0]), self.best[1].to_json()],
                 **self._state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -63,7 +65,7 @@ class Strategy(ABC):
                              "resume with the same space config")
         self.rng.bit_generator.state = state["rng"]
         best = state.get("best")
-        self.best = None if best is None else (tuple(best[0]), Fitness(*best[1]))
+        self.best = None if best is None else (tuple(best[0]), Fitness.from_json(best[1]))
         self._load_state(state)
 
     @abstractmethod
@@ -72,7 +74,7 @@ class Strategy(ABC):
 
     @abstractmethod
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
-        """Learn from one result (``fitness`` is the primary objective's tiered fitness)."""
+        """Learn from one result (``fitness``: ``self.objectives.fitness(metrics)``)."""
 
     def _state(self) -> dict[str, Any]:
         return {}
@@ -83,8 +85,8 @@ class Strategy(ABC):
 
 def encode_pairs(pairs: Sequence[tuple[Genotype, Fitness]]) -> list[list]:
     """(genotype, fitness) pairs as JSON lists."""
-    return [[list(g), list(f)] for g, f in pairs]
+    return [[list(g), f.to_json()] for g, f in pairs]
 
 
 def decode_pairs(data: Sequence[Sequence]) -> list[tuple[Genotype, Fitness]]:
-    return [(tuple(int(v) for v in g), Fitness(int(f[0]), float(f[1]))) for g, f in data]
+    return [(tuple(int(v) for v in g), Fitness.from_json(f)) for g, f in data]

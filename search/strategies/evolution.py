@@ -2,6 +2,8 @@
 Search": a population of the ``population_size`` most recent results; each child mutates one decision of the best
 of ``sample_size`` members drawn at random; the oldest member dies when a child joins. The paper's small setting is ``sample_size=3``; the default 10 (as
 many draws as members, with replacement) selects harder, which pays off at budgets of a few dozen to hundreds.
+With several ranked objectives the tournament is won by the lowest non-dominated front within the population, then
+the largest crowding distance (``ObjectiveSet.rank_keys``).
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ class RegularizedEvolution(Strategy):
         if len(self.population) < self.population_size:
             return random_genotype(self.space, self.rng)
         picks = self.rng.integers(len(self.population), size=self.sample_size)
-        parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])
-        return mutate(self.space, parent[0], self.rng)
+        keys = self.objectives.rank_keys([fitness for _, fitness in self.population])
+        parent = max((int(i) for i in picks), key=keys.__getitem__)
+        return mutate(self.space, self.population[parent][0], self.rng)
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         self.population.append((genotype, fitness))

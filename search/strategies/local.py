@@ -9,7 +9,9 @@ sample. ``order`` says in which order the neighbours are tried:
   the fitness). The model only reorders the neighbourhood, so the search still tries every neighbour before it
   declares a local optimum; it just reaches the improving ones sooner.
 
-Results already known (told earlier, also by other means) are used at once and cost nothing.
+Results already known (told earlier, also by other means) are used at once and cost nothing. With several ranked
+objectives "better" means Pareto-dominates (``ObjectiveSet.better``): the search moves to a neighbour that dominates
+the current genotype, and starts from the best-ranked sample (front, then crowding).
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from search.objectives import Fitness
+from search.objectives import Fitness, ObjectiveSet
 from search.space import Genotype, cardinalities, neighbours, random_genotype
 from search.strategies.base import Strategy, decode_pairs, encode_pairs
 from search.strategies.surrogate import AdditiveModel
 
 ORDERS = ("random", "model")
+
+
+def known_keys(objectives: ObjectiveSet, known: Mapping[Genotype, Fitness]) -> dict[Genotype, Any]:
+    """Each known genotype's sort key among all known results (``ObjectiveSet.rank_keys``)."""
+    return dict(zip(known, objectives.rank_keys(list(known.values()))))
 
 
 class LocalSearch(Strategy):
@@ -59,11 +66,12 @@ class LocalSearch(Strategy):
             return
         self.pool.append((genotype, fitness))
         if len(self.pool) >= self.init_samples:
-            self._move_to(max(self.pool, key=lambda member: member[1]))
+            keys = self.objectives.rank_keys([f for _, f in self.pool])
+            self._move_to(self.pool[max(range(len(self.pool)), key=keys.__getitem__)])
 
     def _consider(self, genotype: Genotype, fitness: Fitness) -> None:
         assert self.current is not None
-        if fitness > self.current[1]:
+        if self.objectives.better(fitness, self.current[1]):
             self._move_to((genotype, fitness))
 
     def _move_to(self, member: tuple[Genotype, Fitness]) -> None:
@@ -75,7 +83,7 @@ class LocalSearch(Strategy):
             self.queue = self._by_model(around)
 
     def _by_model(self, around: list[Genotype]) -> list[Genotype]:
-        model = AdditiveModel.fit(cardinalities(self.space), self.known, self.ridge)
+        model = AdditiveModel.fit(cardinalities(self.space), known_keys(self.objectives, self.known), self.ridge)
         scores = model.predict(around)
         ties = self.rng.random(len(around))  # random among equal predictions
         return [around[int(i)] for i in np.lexsort((ties, -scores))]
@@ -97,9 +105,10 @@ class GuidedLocalSearch(Strategy):
 
     After ``init_samples`` random genotypes, each proposal is, among the not yet evaluated one-decision neighbours
     of the ``centres`` best results so far, the one the surrogate (``AdditiveModel``: ridge regression of fitness
-    ranks) ranks highest. With ``centres=1`` this is a steepest-first hill climb of the best result; more centres
-    let the search leave a local optimum for the most promising neighbour of the runners-up instead of restarting
-    from scratch. When no candidate is left it falls back to a random genotype.
+    ranks; with several ranked objectives, of the Pareto ranks) ranks highest. With ``centres=1`` this is a
+    steepest-first hill climb of the best result; more centres let the search leave a local optimum for the most
+    promising neighbour of the runners-up instead of restarting from scratch. When no candidate is left it falls
+    back to a random genotype.
     """
 
     def __init__(self, space: Any, seed: int = 0, objectives: Any = None, init_samples: int = 5,
@@ -121,12 +130,13 @@ class GuidedLocalSearch(Strategy):
         return genotype
 
     def _candidate(self) -> Genotype | None:
-        best = sorted(self.known, key=self.known.__getitem__, reverse=True)[:self.centres]
+        keys = known_keys(self.objectives, self.known)
+        best = sorted(self.known, key=keys.__getitem__, reverse=True)[:self.centres]
         candidates = sorted({g for centre in best for g in neighbours(self.space, centre)
                              if g not in self.known and g not in self.pending})
         if not candidates:
             return None
-        scores = AdditiveModel.fit(cardinalities(self.space), self.known, self.ridge).predict(candidates)
+        scores = AdditiveModel.fit(cardinalities(self.space), keys, self.ridge).predict(candidates)
         ties = self.rng.random(len(candidates))
         return candidates[int(np.lexsort((ties, -scores))[0])]
 

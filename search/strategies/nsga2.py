@@ -4,7 +4,8 @@ Generational: once ``population_size`` results are in, every proposal is a child
 tournament (lower front first, then larger crowding distance), uniform crossover with probability ``crossover``,
 then a one-decision mutation. When a generation's worth of children has been told, parents and children are
 merged and the best ``population_size`` survive. Constraints follow Deb's constrained domination: feasible beats
-infeasible, infeasible ones rank by total violation, failed candidates rank last.
+infeasible, infeasible ones rank by total violation, failed candidates rank last. With ``scalarize: weighted`` the
+weighted sum is the one objective it sorts by (a genetic algorithm on that number).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Member:
     genotype: Genotype
     tier: int
     violation: float
-    point: tuple[float, ...]  # objectives signed to maximise; empty unless evaluated
+    point: tuple[float, ...]  # objectives signed to maximise (or the weighted sum); empty unless feasible
 
     def to_json(self) -> list:
         return [list(self.genotype), self.tier, self.violation, list(self.point)]
@@ -84,9 +85,8 @@ class NSGA2(Strategy):
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         if any(m.genotype == genotype for m in self.population + self.offspring):
             return  # a cached result told again adds nothing new
-        evaluated = self.objectives.evaluated(metrics)
         violation = -fitness.value if fitness.tier == INFEASIBLE else 0.0
-        point = self.objectives.vector(metrics) if evaluated else ()
+        point = (fitness.point or (fitness.value,)) if fitness.tier == FEASIBLE else ()
         member = Member(genotype, fitness.tier, violation, point)
         if len(self.population) < self.population_size:
             self.population.append(member)

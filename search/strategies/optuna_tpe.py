@@ -1,5 +1,7 @@
-"""Optuna's TPE sampler behind the ask/tell interface (single objective; constraints through Optuna's
-``constraints_func``; failed candidates are told as FAIL, which TPE ignores).
+"""Optuna's TPE sampler behind the ask/tell interface (constraints through Optuna's ``constraints_func``; failed
+candidates, and those skipped before training for breaking a constraint, are told as FAIL, which TPE ignores).
+Several ranked objectives make a multi-objective study (every objective signed and maximised: MOTPE); with
+``scalarize: weighted`` the study maximises the weighted sum.
 
 Resume: the state is the list of results in the order they were told. ``load_state_dict`` rebuilds an in-memory
 study from it, and every ask draws a fresh sampler seed from the strategy's numpy Generator, so the proposals after
@@ -14,7 +16,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.objectives import FAILED, Fitness
+from search.objectives import Fitness
 from search.space import Genotype
 from search.strategies.base import Strategy
 
@@ -35,13 +37,18 @@ class OptunaTPE(Strategy):
         self.names = [f"{i}:{d.name}" for i, d in enumerate(space.decisions)]
         self.distributions = {name: CategoricalDistribution(list(range(len(d.options))))
                               for name, d in zip(self.names, space.decisions)}
-        self.told: list[list] = []                  # [genotype, value, violation] in telling order
+        self.told: list[list] = []                  # [genotype, value(s), violation] in telling order
         self.pending: dict[Genotype, list[optuna.trial.Trial]] = {}
-        self.study = optuna.create_study(direction="maximize")  # its sampler is replaced at every ask
+        self.study = self._study()  # its sampler is replaced at every ask
+
+    def _study(self) -> optuna.Study:
+        return optuna.create_study(directions=["maximize"] * (len(self.objectives.objectives)
+                                                              if self.objectives.ranked else 1))
 
     def _sampler(self) -> optuna.samplers.TPESampler:
-        with warnings.catch_warnings():  # multivariate / constraints_func are flagged experimental
+        with warnings.catch_warnings():  # multivariate / constraints_func are flagged experimental, or deprecated
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # optuna 5: one line per ask would drown the output
             return optuna.samplers.TPESampler(
                 seed=int(self.rng.integers(2**31)), n_startup_trials=self.n_startup_trials,
                 multivariate=self.multivariate,
@@ -55,9 +62,12 @@ class OptunaTPE(Strategy):
         return genotype
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
-        violation = self.objectives.violation(metrics) if fitness.tier != FAILED else 0.0
-        value = self.objectives.primary.signed(metrics[self.objectives.primary.name]) \
-            if fitness.tier != FAILED else None
+        evaluated = self.objectives.evaluated(metrics)  # else failed, or skipped before training: no values
+        violation = self.objectives.violation(metrics) if evaluated else 0.0
+        value: float | list[float] | None = None
+        if evaluated:
+            ranked = self.objectives.ranked
+            value = list(self.objectives.vector(metrics)) if ranked else self.objectives.scalar(metrics)
         self.told.append([list(genotype), value, violation])
         waiting = self.pending.get(genotype)
         if waiting:
@@ -70,9 +80,10 @@ class OptunaTPE(Strategy):
         else:  # a result the sampler did not ask for (e.g. injected by the budget wrapper)
             self.study.add_trial(self._frozen(genotype, value, violation))
 
-    def _frozen(self, genotype: Genotype, value: float | None, violation: float) -> FrozenTrial:
+    def _frozen(self, genotype: Genotype, value: float | list[float] | None, violation: float) -> FrozenTrial:
         params = {name: int(v) for name, v in zip(self.names, genotype)}
-        return create_trial(params=params, distributions=self.distributions, value=value,
+        values = value if isinstance(value, list) else None if value is None else [value]
+        return create_trial(params=params, distributions=self.distributions, values=values,
                             state=TrialState.FAIL if value is None else TrialState.COMPLETE,
                             user_attrs={VIOLATION: violation})
 
@@ -82,7 +93,7 @@ class OptunaTPE(Strategy):
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self.told = [list(t) for t in state["told"]]
         self.pending = {}
-        self.study = optuna.create_study(direction="maximize")
+        self.study = self._study()
         for genotype, value, violation in self.told:
             self.study.add_trial(self._frozen(tuple(genotype), value, violation))
 

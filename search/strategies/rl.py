@@ -3,8 +3,10 @@
 The controller samples a genotype decision by decision: at step i the LSTM reads the embedding of the previous
 choice and a linear head gives the logits of decision i. Each result updates it with the policy gradient
 ``-(reward - baseline) * log p(genotype) - entropy_weight * H``, where the baseline is a moving average of the
-rewards. The reward is the result's rank among all results so far (in [0, 1]; failed candidates rank last), so
-one learning rate fits any metric scale and outliers do not blow up the gradient. Sampling skips subtrees of
+rewards. The reward is the result's rank among all results so far (in [0, 1]; failed candidates rank last): the
+share of the other results it beats, ties counting half (``ObjectiveSet.share_beaten``; with several ranked
+objectives "beats" means Pareto-dominates), so one learning rate fits any metric scale and outliers do not blow up
+the gradient. Sampling skips subtrees of
 decisions whose genotypes have all been evaluated, so the controller never proposes a known architecture.
 
 Sampling uses the strategy's numpy Generator; torch is only used for the network, whose weights and optimizer
@@ -13,7 +15,7 @@ state go into ``state_dict`` (as JSON lists: float32 values survive a float64 ro
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import insort
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -83,7 +85,7 @@ class Reinforce(Strategy):
             self.controller = Controller(cardinalities(space), hidden)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=learning_rate)
         self.baseline: float | None = None
-        self.seen: list[list[float]] = []  # sorted fitnesses of the distinct genotypes told (for rank rewards)
+        self.seen: list[Fitness] = []  # sorted fitnesses of the distinct genotypes told (for rank rewards)
         self.told: set[Genotype] = set()
         self.prefix_counts: dict[Genotype, int] = {}  # told genotypes per prefix, to skip exhausted subtrees
 
@@ -113,15 +115,11 @@ class Reinforce(Strategy):
 
     def _reward(self, genotype: Genotype, fitness: Fitness) -> float:
         """Mid-rank of ``fitness`` among the results of distinct genotypes (including itself), in [0, 1]."""
-        key = list(fitness)
         if genotype not in self.told:  # a cached result told again must not count twice
             self.told.add(genotype)
             self._count(genotype)
-            insort(self.seen, key)
-        if len(self.seen) == 1:
-            return 0.5
-        below, upto = bisect_left(self.seen, key), bisect_right(self.seen, key)
-        return (below + upto - 1) / 2 / (len(self.seen) - 1)
+            insort(self.seen, fitness)
+        return self.objectives.share_beaten(fitness, self.seen)
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         reward = self._reward(genotype, fitness)
@@ -137,7 +135,7 @@ class Reinforce(Strategy):
     def _state(self) -> dict[str, Any]:
         return {"controller": _tensors_to_json(self.controller.state_dict()),
                 "optimizer": _tensors_to_json(self.optimizer.state_dict()),
-                "baseline": self.baseline, "seen": self.seen,
+                "baseline": self.baseline, "seen": [f.to_json() for f in self.seen],
                 "told": [list(g) for g in sorted(self.told)]}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -146,7 +144,7 @@ class Reinforce(Strategy):
         optimizer["state"] = {int(k): v for k, v in optimizer["state"].items()}
         self.optimizer.load_state_dict(optimizer)
         self.baseline = state["baseline"]
-        self.seen = [list(f) for f in state["seen"]]
+        self.seen = [Fitness.from_json(f) for f in state["seen"]]
         self.told = {tuple(int(v) for v in g) for g in state["told"]}
         self.prefix_counts = {}
         for genotype in sorted(self.told):

@@ -7,7 +7,7 @@ candidates, never to skip evaluating them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,8 +15,9 @@ from search.objectives import Fitness
 from search.space import Genotype
 
 
-def fitness_ranks(fitnesses: Sequence[Fitness]) -> np.ndarray:
-    """Ranks in [0, 1] (ties share their mean rank), 1 = best."""
+def fitness_ranks(fitnesses: Sequence[Fitness] | Sequence[Any]) -> np.ndarray:
+    """Ranks in [0, 1] (ties share their mean rank), 1 = best, of any comparable keys (fitnesses, or
+    ``ObjectiveSet.rank_keys``)."""
     n = len(fitnesses)
     if n == 1:
         return np.full(1, 0.5)
@@ -49,7 +50,8 @@ class AdditiveModel:
     bias: float
 
     @classmethod
-    def fit(cls, cards: Sequence[int], known: Mapping[Genotype, Fitness], ridge: float = 1.0) -> "AdditiveModel":
+    def fit(cls, cards: Sequence[int], known: Mapping[Genotype, Any], ridge: float = 1.0) -> "AdditiveModel":
+        """``known``: genotype -> a comparable score (a Fitness or a rank key); only their order matters."""
         cards = tuple(cards)
         genotypes = list(known)
         if len(genotypes) < 2:
