@@ -20,6 +20,7 @@ from compiler.frontend.resolve import resolve
 from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
 from compiler.ir.graph import Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.limits import DEFAULT_LIMITS, Limits, check_build, limit_error
 from compiler.passes.analyse import AnalyseCosts
 from compiler.passes.base import PassManager
 from compiler.passes.dce import EliminateDeadCode
@@ -33,6 +34,26 @@ class CompileOptions:
     input_shape: Sequence[int] | None = None   # replace the model's declared input shape (batch excluded)
     debug: bool = False                        # verify the IR after every pass
     registry: OpRegistry = REGISTRY
+    limits: Limits = DEFAULT_LIMITS            # resource limits (compiler/limits.py)
+
+    def __post_init__(self) -> None:
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", input_shape_of(self.input_shape))
+        if not isinstance(self.limits, Limits):
+            raise TypeError(f"CompileOptions.limits must be a compiler.limits.Limits, got {self.limits!r}")
+
+
+def input_shape_of(value: Any) -> tuple[int, ...]:
+    """``input_shape`` (config or API): a list of positive integers, the batch dimension excluded."""
+    where = Span("input_shape", 0, 0)
+    hint = "e.g. input_shape=[3,32,32] (channels, height, width; the batch is implied)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not len(value):
+        raise ArchError(f"input_shape must be a non-empty list of positive integers, got {value!r}", where, hint=hint)
+    for d in value:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ArchError(f"input_shape must be a list of positive integers, got {list(value)!r} "
+                            f"({d!r} is not)", where, hint=hint)
+    return tuple(value)
 
 
 def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
@@ -51,9 +72,15 @@ class CompileResult:
     summary: dict[str, Any]            # what summary.json holds
     warnings: tuple[str, ...] = field(default=())
     harness: str = ""                  # standalone profiling script (profile.py, next to model.py)
+    limits: Limits = field(default=DEFAULT_LIMITS, repr=False)   # what build() allows
 
     def build(self) -> Any:
-        """Execute the generated source and return ``build_model()``: exactly what model.py gives users."""
+        """Execute the generated source and return ``build_model()``: exactly what model.py gives users.
+
+        The weights are allocated here, so the model's size is checked first (``limits.max_params``,
+        ``limits.max_activation_mb``): every path that builds a model (exports, profiling, training) goes through
+        this check. Compiling alone never allocates weights."""
+        check_build(self.graph, self.limits)
         namespace = load_source(self.source, f"<generated {self.graph.name}.py>")
         return namespace["build_model"]()
 
@@ -79,17 +106,18 @@ def load_source(source: str, filename: str) -> dict[str, Any]:
     return namespace
 
 
-def parse_module(text: str, filename: str = "<string>", registry: OpRegistry = REGISTRY) -> ast.Module:
+def parse_module(text: str, filename: str = "<string>", registry: OpRegistry = REGISTRY,
+                 limits: Limits = DEFAULT_LIMITS) -> ast.Module:
     """Text -> checked AST."""
-    return resolve(parse(text, filename), text, registry)
+    return resolve(parse(text, filename, limits), text, registry, limits)
 
 
 def to_graph(module: ast.Module, source: str | None = None, params: Mapping[str, Any] | None = None,
              options: CompileOptions = CompileOptions(), chooser: Chooser | None = None,
              relax: Relaxer | None = None) -> Graph:
     """AST -> concrete IR (blocks expanded; no passes yet); with ``relax``, supernet IR (see expand.py)."""
-    return Expander(module, source=source, registry=options.registry, chooser=chooser, relax=relax).expand_model(
-        params, options.input_shape)
+    return Expander(module, source=source, registry=options.registry, chooser=chooser, relax=relax,
+                    limits=options.limits).expand_model(params, options.input_shape)
 
 
 def compile_graph(graph: Graph, source: str | None = None, options: CompileOptions = CompileOptions()) -> CompileResult:
@@ -98,7 +126,7 @@ def compile_graph(graph: Graph, source: str | None = None, options: CompileOptio
     summary = summarize(graph)
     return CompileResult(graph, generate_source(graph, options.registry),
                          print_arch(graph, options.registry, header="canonical form, printed by AutoML-CodeGen"),
-                         summary, tuple(graph.meta.get("warnings", ())), generate_harness(graph))
+                         summary, tuple(graph.meta.get("warnings", ())), generate_harness(graph), options.limits)
 
 
 def compile_source(text: str, filename: str = "<string>", *, options: CompileOptions | None = None,
@@ -106,16 +134,22 @@ def compile_source(text: str, filename: str = "<string>", *, options: CompileOpt
     """Compile .arch text; keyword arguments override the model's parameters. Raises ArchError on user errors."""
     options = options or CompileOptions()
     try:
-        module = parse_module(text, filename, options.registry)
+        module = parse_module(text, filename, options.registry, options.limits)
         return compile_graph(to_graph(module, text, params, options), text, options)
     except ArchError as err:
         raise err.with_source(text) from None
 
 
-def read_source(path: str | Path) -> str:
+def read_source(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> str:
+    """The text of an .arch file (UTF-8, a byte order mark dropped); never reads more than the source limit."""
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(limits.max_source_bytes + 1)  # bounded: /dev/zero or a huge file is not read whole
+        if len(data) > limits.max_source_bytes:
+            raise limit_error(limits, "max_source_bytes", f"the file is larger than {limits.max_source_bytes:,} bytes",
+                              Span(str(p), 1, 1), needed=p.stat().st_size or None)
+        return data.decode("utf-8-sig")
     except FileNotFoundError:
         raise ArchError(f"no such file: '{p}'", Span(str(p), 0, 0)) from None
     except IsADirectoryError:
@@ -126,7 +160,8 @@ def read_source(path: str | Path) -> str:
 
 def compile_file(path: str | Path, *, options: CompileOptions | None = None, **params: Any) -> CompileResult:
     """Compile an .arch file; see ``compile_source``."""
-    return compile_source(read_source(path), str(path), options=options, **params)
+    options = options or CompileOptions()
+    return compile_source(read_source(path, options.limits), str(path), options=options, **params)
 
 
 def parse_graph(text: str, filename: str = "<string>", **params: Any) -> Graph:

@@ -19,6 +19,7 @@ class Span:
 
 
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
+QUOTE_WIDTH = 100  # characters of a long source line quoted around the caret
 
 
 class ArchError(Exception):
@@ -53,6 +54,12 @@ class ArchError(Exception):
             width = 1
             if self.span and self.span.end_line == self.span.line and self.span.end_column > self.span.column:
                 width = self.span.end_column - self.span.column
+            if len(line) > QUOTE_WIDTH:  # a window of a long line around the caret
+                start = max(0, min(caret_at - QUOTE_WIDTH // 3, len(line) - QUOTE_WIDTH))
+                line = ("..." if start else "") + line[start:start + QUOTE_WIDTH] + \
+                    ("..." if start + QUOTE_WIDTH < len(line) else "")
+                caret_at = caret_at - start + (3 if start else 0)
+                width = max(1, min(width, len(line) - caret_at))
             prefix = line[:caret_at].expandtabs(4)
             text += f"\n    {line.expandtabs(4)}\n    {' ' * len(prefix)}^{'~' * (width - 1)}"
         if self.hint:
@@ -62,7 +69,8 @@ class ArchError(Exception):
     def _source_line(self) -> str | None:
         if not self.source or not self.span or self.span.line < 1:
             return None
-        lines = self.source.splitlines()
+        lines = self.source.split("\n")  # lines as the parser counts them (not str.splitlines: \f, \x1c, ...)
         if self.span.line > len(lines):
             return None
-        return lines[self.span.line - 1].rstrip("\n")
+        line = lines[self.span.line - 1].rstrip("\r")
+        return line.lstrip("\ufeff") if self.span.line == 1 else line  # columns count after a byte order mark

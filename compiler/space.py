@@ -17,6 +17,7 @@ from compiler.api import CompileOptions, CompileResult, compile_graph, parse_mod
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.ir.graph import Graph
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
 
 Genotype = tuple[int, ...]
 
@@ -45,7 +46,8 @@ class _Sites:
     instance written `block(...) as label`, so the same site yields one decision per labelled instance.
     """
 
-    def __init__(self, module: ast.Module) -> None:
+    def __init__(self, module: ast.Module, limits: Limits = DEFAULT_LIMITS, source: str | None = None) -> None:
+        self.limits, self.source = limits, source
         self.blocks = {d.name: d for d in module.definitions if d.kind == "block"}
         self.model = next(d for d in module.definitions if d.kind == "model")
         self.found: list[tuple[str, ast.Choice, str, str]] = []  # (namespace, choice, kind, default name)
@@ -58,6 +60,9 @@ class _Sites:
 
     def add(self, ns: str, choice: ast.Choice, kind: str, where: str) -> None:
         if (ns, id(choice)) not in self.seen:
+            if len(self.found) >= self.limits.max_decisions:  # sites; decisions are at most as many
+                raise limit_error(self.limits, "max_decisions", f"the space has more than "
+                                  f"{self.limits.max_decisions:,} choice points", choice.span, self.source)
             self.seen.add((ns, id(choice)))
             self.found.append((ns, choice, kind, where))
 
@@ -65,6 +70,9 @@ class _Sites:
         if (ns, d.name) in self.walked:
             return
         self.walked.add((ns, d.name))
+        if len(self.walked) > self.limits.max_steps:  # labelled instances (`as a`) multiply: each is walked once
+            raise limit_error(self.limits, "max_steps", f"listing the decisions walks more than "
+                              f"{self.limits.max_steps:,} labelled block instances", d.span, self.source)
         for p in d.params:
             if p.default is not None:
                 self.expr(p.default, f"{d.name}.{p.name}", ns)
@@ -216,14 +224,15 @@ def load_space(text: str, filename: str = "<string>", *, options: CompileOptions
     """Parse a space and enumerate its decisions (no choice is taken yet)."""
     options = options or CompileOptions()
     try:
-        module = parse_module(text, filename, options.registry)
+        module = parse_module(text, filename, options.registry, options.limits)
+        found = _Sites(module, options.limits, text).collect()
     except ArchError as err:
         raise err.with_source(text) from None
     decisions: list[Decision] = []
     by_name: dict[str, int] = {}
     sites: dict[tuple[str, int], int] = {}
     counts: dict[str, int] = {}
-    for ns, choice, kind, where in _Sites(module).collect():
+    for ns, choice, kind, where in found:
         name = ns + (choice.label or where)
         if choice.label is None:
             counts[name] = counts.get(name, 0) + 1
@@ -244,4 +253,5 @@ def load_space(text: str, filename: str = "<string>", *, options: CompileOptions
 
 
 def load_space_file(path: str, **kwargs: Any) -> Space:
-    return load_space(read_source(path), str(path), **kwargs)
+    options = kwargs.get("options") or CompileOptions()
+    return load_space(read_source(path, options.limits), str(path), **kwargs)

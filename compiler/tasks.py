@@ -8,10 +8,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.api import CompileOptions, CompileResult, compile_file, read_source
+from compiler.api import CompileOptions, CompileResult, read_source
 from compiler.backends.export import ExportError, check_formats, export_model
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
+from compiler.limits import Limits, check_build
 from compiler.space import Space, load_space
 
 log = logging.getLogger("compiler")
@@ -25,15 +26,31 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def config_limits(cfg: DictConfig) -> Limits:
+    """``limits.NAME=N`` from the config (conf/config.yaml lists them with their defaults)."""
+    values = _plain(cfg.get("limits"))
+    if values is not None and not isinstance(values, dict):
+        raise ArchError(f"limits must be a mapping of limit names to numbers, got {values!r}", Span("limits", 0, 0),
+                        hint="e.g. limits.max_layers=20000")
+    return Limits.from_mapping(values)
+
+
 def compile_options(cfg: DictConfig) -> CompileOptions:
-    shape = cfg.get("input_shape")
-    return CompileOptions(input_shape=tuple(int(d) for d in shape) if shape is not None else None,
-                          debug=bool(cfg.get("debug", False)))
+    """``input_shape``, ``debug`` and ``limits`` from the config, checked (a mistake names its key)."""
+    shape = _plain(cfg.get("input_shape"))
+    return CompileOptions(input_shape=shape, debug=bool(cfg.get("debug", False)), limits=config_limits(cfg))
 
 
 def model_params(cfg: DictConfig) -> dict[str, Any]:
-    params = cfg.get("params")
-    return dict(OmegaConf.to_container(params, resolve=True)) if params else {}  # type: ignore[arg-type]
+    params = _plain(cfg.get("params"))
+    if params and not isinstance(params, dict):
+        raise ArchError(f"params must be a mapping of model parameters to values, got {params!r}",
+                        Span("params", 0, 0), hint="e.g. +params.num_classes=10")
+    return dict(params) if params else {}
 
 
 def export_formats(cfg: DictConfig) -> list[str]:
@@ -83,21 +100,25 @@ def check_space(cfg: DictConfig, space: Space) -> int:
 def compile_task(cfg: DictConfig) -> int:
     if not cfg.get("arch"):
         raise ArchError("no .arch file given", hint="run e.g. `python -m compiler arch=examples/resnet18.arch`")
-    load_op_modules(cfg.get("ops") or [])
+    load_op_modules(_plain(cfg.get("ops")) or [])
     formats = export_formats(cfg)
-    space = load_space(read_source(cfg.arch), str(cfg.arch), options=compile_options(cfg), **model_params(cfg))
+    options = compile_options(cfg)
+    space = load_space(read_source(cfg.arch, options.limits), str(cfg.arch), options=options, **model_params(cfg))
     if space.decisions:
         if formats:
             raise ArchError(f"{cfg.arch} is a search space ({len(space.decisions)} decisions): there is no one "
                             "model to export", hint="export a searched model: its best/ folder is written with "
                             "the same export=[...] setting")
         return check_space(cfg, space)
-    result = compile_file(cfg.arch, options=compile_options(cfg), **model_params(cfg))
+    result = space.compile(())  # the one model of a file without choices (parsed once, above)
+    if formats:  # only exports build the model: its size limits are checked before anything is written
+        check_build(result.graph, result.limits)
     out = result.write(output_dir(cfg))
     for warning in result.warnings:
         print(warning)
     print(result.layer_table(cfg.task.get("max_rows")))
     print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
-    write_exports(result, result.build(), out, formats, str(cfg.arch),  # freshly initialised weights
-                  library_logs=bool(cfg.get("debug")))
+    if formats:
+        write_exports(result, result.build(), out, formats, str(cfg.arch),  # freshly initialised weights
+                      library_logs=bool(cfg.get("debug")))
     return 0

@@ -6,10 +6,25 @@ import hashlib
 import keyword
 import re
 
-import torch.nn
+# The public attributes of an nn.Module instance, ``dir(torch.nn.Module())`` (torch 2.14): a layer attribute named
+# like one (``self.training``, ``self.to``, ``self.forward``) would break the generated module, so such names get
+# a trailing underscore. Written out so that code generation does not import torch; tests/test_names.py checks it
+# against the installed torch. Names with a leading underscore never reach generated code (python_name drops it).
+NN_MODULE_ATTRIBUTES = frozenset({
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile", "cpu",
+    "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
+    "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers",
+    "named_children", "named_modules", "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+    "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad",
+})
+TEMPLATE_NAMES = frozenset({"self", "torch", "nn", "F", "INPUT_SHAPE", "build_model", "model"})  # model.py.j2's own
 
-_RESERVED = (set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist)
-             | set(dir(torch.nn.Module)) | {"self", "torch", "nn", "F", "INPUT_SHAPE", "build_model"})
+_RESERVED = (set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist) | NN_MODULE_ATTRIBUTES
+             | TEMPLATE_NAMES)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_LENGTH = 60
 

@@ -32,7 +32,8 @@ from compiler.space import Decision, Genotype, Space
 
 RELAXABLE = ("layer", "input")  # decision kinds a supernet mixes; value and depth decisions are fixed
 ZERO_OP = "zero"                # an option that is this op removes the edge (DARTS' "none"); never derived
-TEMPLATE_NAMES = ("weights", "mix")  # variables of supernet.py.j2's forward(); never given to nodes
+# supernet.py.j2's own names (forward()'s variables, the class's attributes and methods); never given to nodes
+TEMPLATE_NAMES = ("weights", "mix", "alphas", "arch_parameters", "weight_parameters", "arch_weights", "ARCH_SIZES")
 
 NodeCost = Callable[[Node], float]   # the cost of one node of the compiled supernet (params, MACs, ms, ...)
 CostTable = dict[Guard, float]       # summed node cost per guard ((decision, option) pairs, sorted)

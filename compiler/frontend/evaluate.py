@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from compiler.errors import ArchError
 from compiler.frontend import ast
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
 
 Value = int | float | bool
 
@@ -48,16 +49,26 @@ def _kind(v: Any) -> str:
     return "a boolean" if isinstance(v, bool) else "a number"
 
 
+def _pow_bits(base: Any, exponent: Any) -> int:
+    """A lower bound on the bits of ``base ** exponent`` for integers (0 when small or not an integer power)."""
+    if isinstance(base, bool) or isinstance(exponent, bool) or not isinstance(base, int) \
+            or not isinstance(exponent, int) or exponent <= 0 or abs(base) < 2:
+        return 0
+    return (abs(base).bit_length() - 1) * exponent + 1
+
+
 class Evaluator:
     """Evaluates expressions against named constants (model/block parameters, `let`s and loop variables)."""
 
     def __init__(self, consts: Mapping[str, Value], *, values: Mapping[str, str] | None = None,
-                 chooser: Chooser | None = None, context: str = "", source: str | None = None) -> None:
+                 chooser: Chooser | None = None, context: str = "", source: str | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.consts = consts
         self.values = values or {}
         self.chooser = chooser
         self.context = context
         self.source = source
+        self.limits = limits
 
     def error(self, message: str, node: ast.Node, hint: str | None = None) -> ArchError:
         return ArchError(message, node.span, self.source, hint)
@@ -104,14 +115,29 @@ class Evaluator:
             raise self.error(f"operator '{e.op}' needs numbers, not booleans", e)
         if e.op in ("/", "//", "%") and right == 0:
             raise self.error("division by zero", e.right)
+        if e.op == "**" and _pow_bits(left, right) > self.limits.max_int_bits:  # refused before it is computed
+            raise limit_error(self.limits, "max_int_bits", f"number too large: {left} ** {right} has more than "
+                              f"{_pow_bits(left, right):,} bits", e.span, self.source)
         try:
             result = _BINARY[e.op](left, right)
-        except (OverflowError, ValueError) as err:
+        except ZeroDivisionError as err:  # 0 ** -1
+            raise self.error(f"cannot evaluate '{e.op}': division by zero", e) from err
+        except (OverflowError, ValueError, TypeError) as err:
             raise self.error(f"cannot evaluate '{e.op}': {err}", e) from err
+        return self._checked(result, f"'{e.op}'", e)
+
+    def _checked(self, result: Any, what: str, e: ast.Node) -> Value:
+        """Only finite real numbers of bounded size leave an expression."""
+        if isinstance(result, complex):
+            raise self.error(f"{what} gives the complex number {result:.3g}; expressions compute real numbers", e,
+                             "a negative number to a fractional power has no real value")
         if isinstance(result, float) and not math.isfinite(result):
-            raise self.error(f"'{e.op}' gives a non-finite number", e)
-        if isinstance(result, int) and not isinstance(result, bool) and abs(result) > 2 ** 62:
-            raise self.error("number too large", e)
+            raise self.error(f"{what} gives a non-finite number", e)
+        if isinstance(result, int) and not isinstance(result, bool) and result.bit_length() > self.limits.max_int_bits:
+            raise limit_error(self.limits, "max_int_bits", f"number too large: {what} gives an integer of "
+                              f"{result.bit_length():,} bits", e.span, self.source)
+        if not isinstance(result, (int, float)):
+            raise self.error(f"{what} gives {type(result).__name__} {result!r}, not a number", e)
         return result
 
     def _Call(self, e: ast.Call) -> Value:
@@ -123,9 +149,10 @@ class Evaluator:
         args = [self(a.value) for a in e.args if a.name is None]
         kwargs = {a.name: self(a.value) for a in e.args if a.name is not None}
         try:
-            return fn(*args, **kwargs)
-        except (TypeError, ValueError, ZeroDivisionError) as err:
+            result = fn(*args, **kwargs)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
             raise self.error(f"bad call to {e.func}(): {err}", e) from err
+        return self._checked(result, f"{e.func}()", e)
 
     def _Choice(self, e: ast.Choice) -> Value:
         return self(e.options[choose(self.chooser, e, self.context, self.source)])

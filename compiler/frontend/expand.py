@@ -11,10 +11,15 @@ their outputs in one ``mixed`` node, and a relaxed input choice joins its candid
 inside an option records the (decision, option) pairs it depends on in ``meta["guard"]``. The nodes whose guard a
 genotype satisfies, in order, are exactly the nodes ``concretize(genotype)`` makes (mixed nodes aside), which is
 how supernet weights map onto a derived network.
+
+The size limits (``compiler/limits.py``) are checked as the expansion goes: a loop's trip count and a repeat
+count before the first iteration, the number of layers and of statements run at every step, so a file that would
+expand to billions of layers is refused at the first layer over the limit.
 """
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -23,6 +28,7 @@ from compiler.frontend import ast
 from compiler.frontend.evaluate import Chooser, Evaluator, Value, choose
 from compiler.ir.graph import MAIN_OUTPUT, Graph, Node, frozen
 from compiler.ir.ops import REGISTRY, ArgError, OpRegistry
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
 
 
 class Relaxer(Protocol):
@@ -87,12 +93,14 @@ def _assigned_names(body: Sequence[ast.Stmt]) -> set[str]:
 
 class Expander:
     def __init__(self, module: ast.Module, *, source: str | None = None, registry: OpRegistry = REGISTRY,
-                 chooser: Chooser | None = None, relax: Relaxer | None = None) -> None:
+                 chooser: Chooser | None = None, relax: Relaxer | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.module = module
         self.source = source
         self.registry = registry
         self.chooser = chooser
         self.relax = relax
+        self.limits = limits
+        self.steps = 0                       # statements run and block instances made (limits.max_steps)
         self.guard: Guard = ()               # the relaxed options being expanded (supernet mode)
         self.blocks = {d.name: d for d in module.definitions if d.kind == "block"}
         self.names = _Names()
@@ -108,11 +116,29 @@ class Expander:
             hint = f"{hint + '; ' if hint else ''}inside block {chain}"
         return ArchError(message, span, self.source, hint)
 
+    def limit_error(self, name: str, message: str, where: ast.Node | Span, stack: Sequence[tuple[str, Span]] = (),
+                    needed: int | None = None) -> ArchError:
+        err = limit_error(self.limits, name, message, where if isinstance(where, Span) else where.span, self.source,
+                          needed)
+        return self.error(err.message, err.span, err.hint, stack)
+
+    def _step(self, where: ast.Node, scope: _Scope) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.limit_error("max_steps", f"the expansion runs more than {self.limits.max_steps:,} statements "
+                                   "and block instances (loops count once per iteration)", where, scope.stack)
+
+    def _add_node(self, node: Node, where: ast.Node | Span, scope: _Scope) -> None:
+        if len(self.nodes) >= self.limits.max_layers:
+            raise self.limit_error("max_layers", f"the model expands to more than {self.limits.max_layers:,} layers; "
+                                   "blocks, loops and repeats multiply", where, scope.stack)
+        self.nodes.append(node)
+
     def evaluator(self, scope: _Scope) -> Evaluator:
         """One per scope: it reads the scope's dicts, which later statements update in place."""
         if scope.evaluator is None:
             scope.evaluator = Evaluator(scope.consts, values=scope.values, chooser=self.chooser,
-                                        context=scope.namespace, source=self.source)
+                                        context=scope.namespace, source=self.source, limits=self.limits)
         return scope.evaluator
 
     def _bind(self, what: str, params: Sequence[ast.Param], call: ast.Call, scope: _Scope,
@@ -146,7 +172,8 @@ class Expander:
             if p.name in given:
                 bound[p.name] = given[p.name]
             elif p.default is not None:
-                bound[p.name] = Evaluator(bound, chooser=self.chooser, context=namespace, source=self.source)(p.default)
+                bound[p.name] = Evaluator(bound, chooser=self.chooser, context=namespace, source=self.source,
+                                          limits=self.limits)(p.default)
             else:
                 raise self.error(f"{what} needs a value for parameter '{p.name}'", at, stack=stack)
         return bound
@@ -163,6 +190,7 @@ class Expander:
                 hint = difflib.get_close_matches(key, names, n=1)
                 raise self.error(f"model '{model.name}' has no parameter '{key}'", model,
                                  f"did you mean '{hint[0]}'?" if hint else f"its parameters: {', '.join(names) or 'none'}")
+            overrides[key] = self._override(key, overrides[key])
         params = self._fill_defaults(f"model '{model.name}'", model.params, overrides, model.span)
         scope = _Scope("", dict(params), later=_assigned_names(model.body), is_model=True)
         self._input_shape = tuple(input_shape) if input_shape is not None else None
@@ -173,12 +201,30 @@ class Expander:
         return Graph(model.name, tuple(self.nodes), scope.output, frozen(params), model.span,
                      aux_outputs=tuple((name, node) for name, (node, _) in self.aux_outputs.items()))
 
+    def _override(self, key: str, value: Any) -> Value:
+        """A model parameter given from outside (``+params.NAME=VALUE``, keyword arguments): a number or a
+        boolean, as the .arch text could write it; located at the config key."""
+        where = Span(f"params.{key}", 0, 0)
+        if isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value)):
+            return value
+        if isinstance(value, int):
+            if value.bit_length() > self.limits.max_int_bits:
+                raise self.limit_error("max_int_bits", f"parameter '{key}' is too large ({value.bit_length():,} bits)",
+                                       where)
+            return value
+        if isinstance(value, float):
+            raise self.error(f"parameter '{key}' must be a finite number, got {value}", where)
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise self.error(f"parameter '{key}' must be a number or true/false, got {type(value).__name__} {shown}",
+                         where, f"give a number, e.g. +params.{key}=16" if isinstance(value, str) else None)
+
     # ---- statements ----------------------------------------------------------------------------
     def run_body(self, body: Sequence[ast.Stmt], scope: _Scope) -> None:
         for stmt in body:
             if scope.output is not None:
                 raise self.error("statement after 'output'", stmt, "'output' must be the last statement",
                                  stack=scope.stack)
+            self._step(stmt, scope)
             getattr(self, "_" + type(stmt).__name__)(stmt, scope)
 
     def _InputStmt(self, s: ast.InputStmt, scope: _Scope) -> None:
@@ -206,8 +252,8 @@ class Expander:
             node_name = self.names.exact(name)
             if node_name is None:
                 raise self.error(f"duplicate name '{name}'", s)
-            self.nodes.append(Node(node_name, "input", (), frozen({"shape": shape}), s.span,
-                                   frozen({"stack": ()})))
+            self._add_node(Node(node_name, "input", (), frozen({"shape": shape}), s.span, frozen({"stack": ()})),
+                           s, scope)
             scope.values[name] = node_name
 
     def _check_new_value(self, name: str, stmt: ast.Node, scope: _Scope) -> None:
@@ -254,6 +300,10 @@ class Expander:
                 raise self.error(f"range() needs integers, got {b!r}", e, stack=scope.stack)  # type: ignore[arg-type]
         if s.var in scope.consts or s.var in scope.values:
             raise self.error(f"loop variable '{s.var}' hides an existing name", s, stack=scope.stack)
+        trips = max(0, bounds[-1] - (bounds[0] if len(bounds) == 2 else 0))  # len(range()) overflows past 2**63
+        if trips > self.limits.max_loop_trips:
+            raise self.limit_error("max_loop_trips", f"the loop runs {trips:,} times", s.stop or s.start,
+                                   scope.stack, trips)
         for i in range(*bounds):
             scope.consts[s.var] = i
             self.run_body(s.body, scope)
@@ -290,6 +340,9 @@ class Expander:
                 if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
                     raise self.error(f"a repeat count must be a non-negative integer, got {repeat!r}", layer.repeat,
                                      stack=scope.stack)
+                if repeat > self.limits.max_repeat:
+                    raise self.limit_error("max_repeat", f"the layer is repeated {repeat:,} times", layer.repeat,
+                                           scope.stack, repeat)
             naming = None
             if target is not None:
                 naming = target if len(flow.layers) == 1 and layer.repeat is None else target + "_"
@@ -339,6 +392,9 @@ class Expander:
                               {a.name: ev(a.value) for a in target.args if a.name is not None})
         except ArgError as err:
             raise self.error(str(err), target, stack=scope.stack) from None
+        if len(inputs) > self.limits.max_inputs:
+            raise self.limit_error("max_inputs", f"'{spec.name}' merges {len(inputs):,} values", target, scope.stack,
+                                   len(inputs))
         if spec.num_inputs is None and len(inputs) < 2:
             raise self.error(f"'{spec.name}' merges two or more values, got {len(inputs)}", target,
                              f"write e.g. `(a, b) -> {spec.name}`", stack=scope.stack)
@@ -346,7 +402,8 @@ class Expander:
             raise self.error(f"'{spec.name}' takes {spec.num_inputs} input(s), got {len(inputs)}", target,
                              "merge a tuple first, e.g. `(a, b) -> add -> relu`", stack=scope.stack)
         name = self._node_name(scope.prefix, spec.name, naming)
-        self.nodes.append(Node(name, spec.name, tuple(inputs), frozen(attrs), target.span, self._meta(scope)))
+        self._add_node(Node(name, spec.name, tuple(inputs), frozen(attrs), target.span, self._meta(scope)), target,
+                       scope)
         return name
 
     def _meta(self, scope: _Scope) -> Mapping[str, Any]:
@@ -375,9 +432,12 @@ class Expander:
 
     def _mix(self, decision: int, values: list[str], choice: ast.Choice, scope: _Scope, naming: str | None) -> str:
         spec = self.registry["mixed"]
+        if len(values) > self.limits.max_inputs:
+            raise self.limit_error("max_inputs", f"the supernet mixes {len(values):,} options here", choice,
+                                   scope.stack, len(values))
         name = self._node_name(scope.prefix, spec.name, naming)
-        self.nodes.append(Node(name, spec.name, tuple(values), frozen(spec.bind([decision], {})), choice.span,
-                               self._meta(scope)))
+        self._add_node(Node(name, spec.name, tuple(values), frozen(spec.bind([decision], {})), choice.span,
+                            self._meta(scope)), choice, scope)
         return name
 
     def _node_name(self, prefix: str, kind: str, naming: str | None) -> str:
@@ -393,6 +453,7 @@ class Expander:
             path = " -> ".join([n for n, _ in scope.stack] + [block.name])
             raise self.error(f"block '{block.name}' instantiates itself ({path})", call,
                              "blocks cannot be recursive", stack=scope.stack)
+        self._step(call, scope)
         params = self._bind(f"block '{block.name}'", block.params, call, scope, self.evaluator(scope), namespace)
         # A block instance takes the value's name only when it is the whole flow; in a longer chain it is
         # numbered (stage1, stage2), which keeps the names of the layers inside it short.

@@ -1,15 +1,18 @@
 """Text -> AST. One LALR parser built once per process from grammar/arch.lark; friendly, located errors."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
 
 GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "arch.lark"
 
@@ -55,12 +58,14 @@ def _span(meta_or_token: Any, filename: str) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Lark parse tree -> ast dataclasses."""
+class _ToAst(Transformer_NonRecursive):
+    """Lark parse tree -> ast dataclasses. Non-recursive, so that no nesting of the input overflows the stack
+    here (the depth limit is checked on the AST, where the error can be located: see resolve.py)."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__()
         self.f = filename
+        self.limits = limits
 
     def _s(self, meta: Any) -> Span:
         return _span(meta, self.f)
@@ -159,10 +164,20 @@ class _ToAst(Transformer):
 
     # expressions
     def int_lit(self, meta, children):
-        return ast.Literal(int(children[0]), span=_span(children[0], self.f))
+        token = children[0]
+        digits = str(token).lstrip("0") or "0"
+        # Refused from its digit count before int() converts it (a number of n digits has more than 3.32 (n-1)
+        # bits): no huge integer is ever built.
+        if (len(digits) - 1) * 3.32 >= self.limits.max_int_bits or int(digits).bit_length() > self.limits.max_int_bits:
+            raise limit_error(self.limits, "max_int_bits", f"integer literal of {len(digits):,} digits is too large",
+                              _span(token, self.f))
+        return ast.Literal(int(digits), span=_span(token, self.f))
 
     def float_lit(self, meta, children):
-        return ast.Literal(float(children[0]), span=_span(children[0], self.f))
+        value = float(children[0])
+        if not math.isfinite(value):
+            raise ArchError(f"number {str(children[0])[:40]} is too large for a float", _span(children[0], self.f))
+        return ast.Literal(value, span=_span(children[0], self.f))
 
     def true_lit(self, meta, children):
         return ast.Literal(True, span=self._s(meta))
@@ -231,8 +246,10 @@ def _describe_expected(expected: set[str]) -> str:
 def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ArchError:
     line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        lines = text.split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()
+        line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
     span = Span(filename, line, col)
     known = err.match_examples(_lark().parse, _EXAMPLES, use_accepts=True)
     if isinstance(err, UnexpectedCharacters):
@@ -246,13 +263,28 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ArchError:
     return ArchError(f"syntax error: {known}" if known else f"syntax error: {message}", span, text)
 
 
-def parse(text: str, filename: str = "<string>") -> ast.Module:
-    """Parse .arch source text into an ``ast.Module``; raises ``ArchError`` with a location on bad syntax."""
+BOM = "\ufeff"
+
+
+def check_source_size(text: str, filename: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse source text over ``limits.max_source_bytes`` (UTF-8) before any work is done on it."""
+    if len(text) > limits.max_source_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_source_bytes:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        raise limit_error(limits, "max_source_bytes", f"the source is {size:,} bytes, too large to compile",
+                          Span(filename, 1, 1), needed=size)
+
+
+def parse(text: str, filename: str = "<string>", limits: Limits = DEFAULT_LIMITS) -> ast.Module:
+    """Parse .arch source text into an ``ast.Module``; raises ``ArchError`` with a location on bad syntax.
+
+    A leading UTF-8 byte order mark is ignored (columns count from the character after it)."""
+    check_source_size(text, filename, limits)
+    text = text[1:] if text.startswith(BOM) else text
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
         raise _syntax_error(err, text, filename) from None
     try:
-        return _ToAst(filename).transform(tree)
-    except VisitError as err:  # a bug in the transformer, not a user mistake: keep the cause
+        return _ToAst(filename, limits).transform(tree)
+    except VisitError as err:  # an ArchError raised while converting (a literal too large), or a bug: keep it
         raise err.orig_exc from err

@@ -2,15 +2,18 @@
 
 Checks what does not depend on parameter values, so mistakes in branches that a given set of parameters never
 takes are still reported: one model per file, unique definitions and parameters, every layer names a known op
-or block, and blocks do not instantiate themselves (directly or through others).
+or block, blocks do not instantiate themselves (directly or through others), and nesting stays within
+``limits.max_depth`` (depth.py) before anything walks the AST recursively.
 """
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-from compiler.errors import ArchError
+from compiler.errors import ArchError, Span
 from compiler.frontend import ast
+from compiler.frontend.depth import DepthCheck
 from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.limits import DEFAULT_LIMITS, Limits
 
 
 def _layers(body: Sequence[ast.Stmt]) -> Iterator[ast.Call]:
@@ -35,7 +38,8 @@ def _layers(body: Sequence[ast.Stmt]) -> Iterator[ast.Call]:
             yield from _layers(s.otherwise)
 
 
-def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry = REGISTRY) -> ast.Module:
+def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry = REGISTRY,
+            limits: Limits = DEFAULT_LIMITS) -> ast.Module:
     """Return the module unchanged, or raise the first ArchError found."""
     def fail(message: str, node: ast.Node, hint: str | None = None) -> ArchError:
         return ArchError(message, node.span, source, hint, stage="resolve")
@@ -54,11 +58,13 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
             params.add(p.name)
     models = [d for d in module.definitions if d.kind == "model"]
     if not models:
-        raise ArchError("no model in this file", module.span if module.span.line else None, source,
-                        "add one, e.g. `model net() { input x: [3, 32, 32]  output x -> flatten -> linear(10) }`")
+        raise ArchError("no model in this file", module.span if module.span.line else Span(module.filename, 1, 1),
+                        source, "add one, e.g. `model net() { input x: [3, 32, 32]  output x -> flatten -> linear(10) }`")
     if len(models) > 1:
         raise fail(f"a file holds one model; '{models[1].name}' is a second (first: '{models[0].name}')", models[1])
 
+    depth = DepthCheck(module, limits, source)
+    depth.local()
     blocks = {d.name: d for d in module.definitions if d.kind == "block"}
     uses: dict[str, list[ast.Call]] = {}
     for d in module.definitions:
@@ -70,20 +76,25 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
                 hint = registry.suggest(call.func, blocks)
                 raise fail(f"unknown op or block '{call.func}'", call, f"did you mean '{hint}'?" if hint else None)
 
-    # Recursion among blocks: depth-first search over the block-uses-block graph.
-    state: dict[str, int] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = 1
-        for call in uses.get(name, []):
-            if state.get(call.func) == 1:
-                cycle = " -> ".join(path[path.index(call.func):] + [call.func]) if call.func in path else call.func
+    # Recursion among blocks: an iterative depth-first search over the block-uses-block graph.
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in blocks:
+        if root in state:
+            continue
+        state[root] = 1
+        path: list[str] = [root]
+        pending: list[Iterator[ast.Call]] = [iter(uses.get(root, []))]
+        while pending:
+            call = next(pending[-1], None)
+            if call is None:
+                state[path.pop()] = 2
+                pending.pop()
+            elif state.get(call.func) == 1:
+                cycle = " -> ".join(path[path.index(call.func):] + [call.func])
                 raise fail(f"blocks instantiate each other in a cycle ({cycle})", call, "blocks cannot be recursive")
-            if call.func not in state:
-                visit(call.func, path + [call.func])
-        state[name] = 2
-
-    for name in blocks:
-        if name not in state:
-            visit(name, [name])
+            elif call.func not in state:
+                state[call.func] = 1
+                path.append(call.func)
+                pending.append(iter(uses.get(call.func, [])))
+    depth.through_blocks()
     return module

@@ -153,8 +153,8 @@ def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 
 _register_builtin(
-    "bn", args=(Arg("eps", float, 1e-5, minimum=0.0), Arg("momentum", float, 0.1, minimum=0.0),
-                Arg("affine", bool, True)),
+    "bn", args=(Arg("eps", float, 1e-5, "added to the variance; positive", minimum=1e-12),
+                Arg("momentum", float, 0.1, minimum=0.0), Arg("affine", bool, True)),
     infer_shape=_bn_shape, lower=_bn_lower, count=lambda a, i, o: (2 * i[0][0] * a["affine"], 0),
     doc="Batch normalisation over channels (BatchNorm2d) or features (BatchNorm1d).",
 )
@@ -176,7 +176,7 @@ for _name, _module, _doc in [("gelu", "GELU", "Gaussian error linear unit"), ("s
     _activation(_name, _module, _doc, in_place=False)
 
 _register_builtin(
-    "dropout", args=(Arg("p", float, 0.5, minimum=0.0),),
+    "dropout", args=(Arg("p", float, 0.5, "probability of zeroing an element", minimum=0.0, maximum=1.0),),
     infer_shape=lambda a, i: i[0], fresh_output=False,
     lower=lambda a, i, o: Lowering(nn_call(nn.Dropout, p=a["p"]), _module_call),
     doc="Dropout (identity at evaluation).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -32,6 +33,7 @@ class Arg:
     default: Any = REQUIRED
     doc: str = ""
     minimum: float | None = None        # inclusive lower bound for numbers
+    maximum: float | None = None        # inclusive upper bound for numbers
 
     def check(self, op: str, value: Any) -> Any:
         """Validate (and normalise) one argument value; only numbers and booleans ever reach the IR."""
@@ -56,6 +58,8 @@ class Arg:
             value = float(value)
         if self.minimum is not None and value < self.minimum:
             raise ArgError(f"argument '{self.name}' of '{op}' must be >= {self.minimum:g}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ArgError(f"argument '{self.name}' of '{op}' must be <= {self.maximum:g}, got {value!r}")
         return value
 
 
@@ -203,15 +207,29 @@ def _caller_module() -> str:
     return caller.f_globals.get("__name__", "") if caller else ""
 
 
-def load_op_modules(modules: Iterable[str]) -> None:
-    """Import users' op modules (dotted module paths from the config); importing registers their ops."""
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def load_op_modules(modules: Iterable[str] | str, where: str = "ops") -> None:
+    """Import users' op modules (dotted module paths from the config key ``where``); importing registers their ops.
+
+    The modules are the user's own code, imported by design; a name that is not a dotted module path, or a module
+    that fails to import, is an error naming the key."""
+    from compiler.errors import ArchError, Span
+    if isinstance(modules, str):  # ops=examples.custom_ops rather than ops=[examples.custom_ops]
+        modules = [modules]
+    hint = "e.g. ops=[examples.custom_ops]: dotted module paths, importable from PYTHONPATH"
     for module in modules:
+        if not isinstance(module, str) or not _MODULE_PATH.match(module):
+            raise ArchError(f"'{where}' lists {module!r}, which is not a module path", Span(where, 0, 0), hint=hint)
         try:
             importlib.import_module(module)
         except ImportError as err:
-            from compiler.errors import ArchError
-            raise ArchError(f"cannot import op module '{module}': {err}",
+            raise ArchError(f"cannot import op module '{module}': {err}", Span(where, 0, 0),
                             hint="put the module on PYTHONPATH or install its package") from err
+        except Exception as err:  # the user's module raised while registering its ops
+            raise ArchError(f"op module '{module}' failed while importing: {type(err).__name__}: {err}",
+                            Span(where, 0, 0), hint="debug=true shows the traceback") from err
 
 
 def torch_call(fn: str, *args: Any, **kwargs: Any) -> str:
