@@ -60,7 +60,6 @@ def _one_line(stderr: str, signame: str) -> str:
     return lines[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_ends_training_with_one_line(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "r20"
