@@ -13,15 +13,17 @@ from compiler.backends.export import ExportError, check_formats, export_model
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.limits import Limits, check_build
+from compiler.run_dir import check_out_dir
 from compiler.space import Space, load_space
 
 log = logging.getLogger("compiler")
 
 
 def output_dir(cfg: DictConfig) -> Path:
-    """``out_dir`` if given, else Hydra's run (or multirun job) directory."""
+    """``out_dir`` if given (checked: a directory that can be written, created if need be), else Hydra's run (or
+    multirun job) directory."""
     if cfg.get("out_dir"):
-        return Path(cfg.out_dir)
+        return check_out_dir(str(cfg.out_dir))
     from hydra.core.hydra_config import HydraConfig
     return Path(HydraConfig.get().runtime.output_dir)
 

@@ -1,8 +1,9 @@
 """Run state on disk: an append-only journal of evaluations and atomically replaced JSON checkpoints.
 
 The journal (history.jsonl) gets one JSON line per finished evaluation, flushed and fsynced before the search
-moves on, so a kill at any moment loses at most the evaluation in flight. A line cut short by a kill is dropped
-when the journal is read back.
+moves on, so a kill at any moment loses at most the evaluation in flight. A last line cut short by a kill is
+dropped when the journal is read back; any other damage (a bad line before the last, a line that is not a record)
+stops the reader with ``history.jsonl:LINE:COL: error`` and leaves the file as it is, so no record is ever lost.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
+
+from compiler.errors import ArchError, Span
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -35,29 +38,67 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+# the fields every record has (written by search/loop.py), with their JSON types
+RECORD_FIELDS: dict[str, type] = {"index": int, "genotype": list, "decisions": dict, "arch": str, "metrics": dict,
+                                  "status": str}
+
+
+def _is(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))  # JSON true is no integer
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def read(self) -> list[dict[str, Any]]:
-        """All complete records; a trailing partial line (a kill mid-write) is cut off the file."""
+        """All records. A torn last line (a kill mid-write: no newline, or not JSON) is cut off the file; any other
+        malformed line is an ArchError at its line, and the file is left untouched."""
         if not self.path.exists():
             return []
         data = self.path.read_bytes()
+        lines = data.splitlines(keepends=True)
         records: list[dict[str, Any]] = []
         good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
+        for number, line in enumerate(lines, start=1):
+            last = number == len(lines)
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+                value = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                if last:
+                    break  # torn by a kill: the evaluation it held runs again
+                column = err.colno if isinstance(err, json.JSONDecodeError) else 1
+                raise self._error(number, column, f"not a JSON line ({getattr(err, 'msg', err)})") from err
+            if not line.endswith(b"\n"):
+                break  # complete JSON but no newline: torn before its end, treated alike
+            self._check(value, number, len(records))
+            records.append(value)
             good += len(line)
         if good != len(data):
             with self.path.open("r+b") as handle:
                 handle.truncate(good)
         return records
+
+    def _check(self, value: Any, number: int, index: int) -> None:
+        if not isinstance(value, dict):
+            raise self._error(number, 1, f"not a record: a JSON {type(value).__name__}, not an object")
+        missing = [k for k in RECORD_FIELDS if k not in value]
+        if missing:
+            raise self._error(number, 1, f"not a record: missing {', '.join(missing)}")
+        wrong = [k for k, kind in RECORD_FIELDS.items() if not _is(value[k], kind)]
+        if wrong:
+            raise self._error(number, 1, "not a record: wrong type of " + ", ".join(
+                f"{k} ({type(value[k]).__name__})" for k in wrong))
+        if not all(_is(v, int) for v in value["genotype"]):
+            raise self._error(number, 1, "not a record: the genotype is not a list of integers")
+        if value["index"] != index:
+            raise self._error(number, 1, f"record index {value['index']} where {index} was expected (a line "
+                                         "duplicated, dropped or moved?)")
+
+    def _error(self, line: int, column: int, message: str) -> ArchError:
+        return ArchError(message, Span(str(self.path), line, column),
+                         hint="the journal is damaged: restore it from a backup, or start over in a new out_dir; "
+                              "nothing was changed")
 
     def append(self, record: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ results are recorded in the order the candidates were proposed, so a run depends
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections import deque
 from concurrent.futures import Executor, Future
@@ -21,19 +22,45 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from compiler.errors import ArchError, Span
 from search.budget import BudgetedSearch
 from search.journal import Journal, atomic_write_json, read_json
 from search.objectives import FEASIBLE, ObjectiveSet
 from search.parallel import (Context, Evaluator, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker,
                              make_pool)
+from search.run_config import config_changes
 from search.space import Genotype
 from search.strategies.base import Strategy
 
 log = logging.getLogger("search")
 
 
-class ResumeError(RuntimeError):
-    """The run directory holds a run that this configuration cannot continue."""
+class ResumeError(ArchError):
+    """The run directory holds a run that this configuration cannot continue (or damaged run state)."""
+
+    def __init__(self, message: str, path: Path, line: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, Span(str(path), line, 1 if line else 0),
+                         hint=hint or "use a new out_dir, or the settings of that run to resume it")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """checkpoint.json, checked: a JSON object with the evaluations done, the search state and its identity."""
+    hint = "restore the file, or delete it: the search state is then rebuilt from history.jsonl"
+    try:
+        state = read_json(path)
+    except json.JSONDecodeError as err:
+        raise ArchError(f"not valid JSON ({err.msg})", Span(str(path), err.lineno, err.colno), hint=hint) from err
+    if state is None:
+        return None
+    kinds = {"evaluations": int, "search": dict, "identity": dict, "in_flight": list}
+    if not isinstance(state, dict) or any(k not in state for k in kinds):
+        raise ResumeError(f"not a search checkpoint (a JSON object with {', '.join(kinds)})", path, hint=hint)
+    wrong = [k for k, kind in kinds.items() if not isinstance(state[k], kind) or isinstance(state[k], bool)]
+    in_flight_ok = all(isinstance(g, list) and all(isinstance(v, int) for v in g) for g in state["in_flight"])
+    if wrong or not in_flight_ok or state["evaluations"] < 0:
+        raise ResumeError(f"not a search checkpoint (bad {', '.join(wrong) or 'evaluations or in_flight'})", path,
+                          hint=hint)
+    return state
 
 
 @dataclass
@@ -82,22 +109,26 @@ class SearchLoop:
     def _restore(self, search: BudgetedSearch) -> tuple[list[dict[str, Any]], list[Genotype]]:
         """The journalled records, with the search state rebuilt, and the candidates that were in flight."""
         records = self.journal.read()
-        state = read_json(self.checkpoint_path)
+        for record in records:
+            self._check_genotype(record["genotype"], self.journal.path, record["index"] + 1)
+        state = read_checkpoint(self.checkpoint_path)
         start = 0
         in_flight: list[Genotype] = []
         if state is not None:
-            mine = self.identity()
-            for key, value in state.get("identity", {}).items():
-                if mine.get(key) != value:
-                    raise ResumeError(f"{self.out_dir} holds a run with another {key} ({value!r} there, "
-                                      f"{mine.get(key)!r} now): use a new out_dir, or the same settings to resume")
+            changes = config_changes(state["identity"], self.identity())
+            if changes:
+                raise ResumeError(f"{self.out_dir} holds another run; it differs in\n" + "\n".join(
+                    f"    {line}" for line in changes), self.checkpoint_path)
         if state is not None and state["evaluations"] <= len(records):
             try:
                 search.load_state_dict(state["search"])
-            except ValueError as err:
-                raise ResumeError(f"{self.out_dir} holds a run of another configuration: {err}") from err
+            except (ValueError, KeyError, TypeError, IndexError) as err:
+                raise ResumeError(f"the search state does not fit this configuration ({type(err).__name__}: "
+                                  f"{err})", self.checkpoint_path) from err
             start = state["evaluations"]
-            in_flight = [tuple(int(v) for v in g) for g in state.get("in_flight", [])]
+            in_flight = [tuple(g) for g in state["in_flight"]]
+            for genotype in in_flight:
+                self._check_genotype(genotype, self.checkpoint_path)
             search.pending.update(in_flight)  # proposed before the stop: evaluated first, not proposed again
         observe = getattr(self.evaluator, "observe", None)  # evaluators that learn from results (early stopping)
         if observe is not None:                              # see the past again
@@ -107,13 +138,21 @@ class SearchLoop:
             in_flight += self._ask(search, len(in_flight))
             genotype = in_flight.pop(0) if in_flight else None
             if genotype is None or list(genotype) != record["genotype"]:
-                raise ResumeError(f"{self.out_dir}/history.jsonl does not replay with this configuration "
-                                  f"(expected {record['genotype']}, the strategy proposes {genotype}); use a new "
-                                  "out_dir or the same seed, space, search settings and workers")
+                raise ResumeError(f"does not replay with this configuration (expected {record['genotype']}, the "
+                                  f"strategy proposes {genotype and list(genotype)})", self.journal.path,
+                                  record["index"] + 1, hint="use a new out_dir or the same seed, space, search "
+                                  "settings and workers")
             search.record(genotype, record["metrics"])
         if records:
             log.info("resumed %d evaluation(s) from %s", len(records), self.out_dir)
         return records, in_flight
+
+    def _check_genotype(self, genotype: Sequence[int], path: Path, line: int = 0) -> None:
+        """A genotype read from the run directory must be one of this space's (a record's line: its index + 1)."""
+        sizes = [len(d.options) for d in self.space.decisions]
+        if len(genotype) != len(sizes) or any(not 0 <= v < n for v, n in zip(genotype, sizes)):
+            raise ResumeError(f"the genotype {list(genotype)} is not one of the space {self.space.name} "
+                              f"({len(sizes)} decisions)", path, line)
 
     def _executor(self) -> Executor:
         if self.workers == 1:

@@ -17,11 +17,15 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import traceback
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
+from tqdm import tqdm
 
 from compiler.errors import ArchError
 from search.evaluators.cost import CostEvaluator
@@ -114,8 +118,13 @@ _WORKER_CONTEXT: Context | None = None  # one per worker process, built by its i
 
 
 def _init_worker(factory: Callable[[], Context], devices: Any) -> None:
-    """Runs first in each worker: take a GPU of its own (before CUDA starts), then build the context."""
+    """Runs first in each worker: take a GPU of its own (before CUDA starts), then build the context. Ctrl-C
+    reaches the whole process group: the main process alone handles it, and ends the workers (WorkerPool)."""
     global _WORKER_CONTEXT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is a named semaphore; a worker ended mid-training (WorkerPool.shutdown) would leave it to
+    # the resource tracker, which warns about it. One worker trains one candidate at a time: a thread lock will do.
+    tqdm.set_lock(threading.RLock())
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()  # this worker's "cuda" is that one GPU
     _WORKER_CONTEXT = factory()
@@ -139,6 +148,20 @@ def visible_gpus() -> list[str]:
     return listed[:count] if listed else [str(i) for i in range(count)]
 
 
+class WorkerPool(ProcessPoolExecutor):
+    """A process pool whose ``shutdown(wait=False)`` (the loop stops early: an error, SIGINT, SIGTERM) also ends
+    the candidates still running, so that the process exits now rather than after their training: they are in the
+    checkpoint's ``in_flight`` list and are evaluated first on resume."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not wait:  # stopping early: end the running candidates, then clean up (queues, threads) as usual
+            # Python 3.14 has terminate_workers(); before it, the pool's processes are only reachable here
+            for process in list((getattr(self, "_processes", None) or {}).values()):
+                process.terminate()
+            wait, cancel_futures = True, True
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 def make_pool(workers: int, factory: Callable[[], Context], devices: Sequence[str] = ()) -> ProcessPoolExecutor:
     """``devices``: GPUs to spread the workers over, one each in turn (worker k gets ``devices[k % n]``); with
     none, workers inherit this process's view of the GPUs."""
@@ -148,5 +171,4 @@ def make_pool(workers: int, factory: Callable[[], Context], devices: Sequence[st
         queue = context.Queue()
         for k in range(workers):
             queue.put(str(devices[k % len(devices)]))
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               initargs=(factory, queue))
+    return WorkerPool(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(factory, queue))

@@ -14,10 +14,11 @@ from compiler.api import CompileOptions, read_source
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
 from compiler.tasks import export_formats, output_dir
-from search.loop import ResumeError, SearchLoop
+from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.parallel import Context, visible_gpus
 from search.report import headline_metrics, write_report
+from search.run_config import start_run
 from search.training.specialise import data_parameters, model_parameters
 
 log = logging.getLogger("search")
@@ -67,6 +68,7 @@ def worker_config(cfg: DictConfig) -> dict[str, Any]:
 def search_task(cfg: DictConfig) -> int:
     formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
+    start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
     workers = int(cfg.search.get("workers", 1))
     context = evaluation_context(cfg, validate=True)
     space, evaluator, objectives, measurements = (context.space, context.evaluator, context.objectives,
@@ -80,8 +82,6 @@ def search_task(cfg: DictConfig) -> int:
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = instantiate(cfg.search.strategy, _partial_=True, _convert_="all")
     strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     gpus = visible_gpus() if workers > 1 else []
     gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees
     on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""
@@ -93,11 +93,7 @@ def search_task(cfg: DictConfig) -> int:
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
                       worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None,
                       devices=gpus)
-    try:
-        records = loop.run()
-    except ResumeError as err:
-        print(f"error: {err}")
-        return 2
+    records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
     summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
                            export_formats=formats, library_logs=bool(cfg.get("debug")))
     best = summary["best"]

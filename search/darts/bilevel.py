@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,18 +24,30 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from compiler.backends.supernet import Supernet
+from compiler.errors import ArchError, Span
 from search.darts.config import DartsConfig
 from search.darts.cost import ExpectedCost
 from search.data.augment import AugmentConfig
 from search.data.base import DataSplits, carve_validation
 from search.data.loader import DeviceLoader
+from search.run_config import config_changes
 from search.training import resolve_device, seed_everything
 
 CHECKPOINT_VERSION = 1
 
 
-class ResumeMismatch(RuntimeError):
-    """The checkpoint belongs to another space or configuration."""
+class ResumeMismatch(ArchError):
+    """The checkpoint belongs to another space or configuration, or is no checkpoint of ours."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message, Span(str(path), 0, 0), hint="use a new out_dir, or the settings of that run to "
+                         "resume it")
+
+
+# what a checkpoint holds (all of it plain data and tensors: it is read with weights_only=True, nothing in it runs)
+STATE_KINDS: dict[str, type | tuple[type, ...]] = {
+    "version": int, "identity": dict, "epochs_done": int, "model": dict, "w_opt": dict, "a_opt": dict,
+    "loaders": (list, tuple), "rng": torch.Tensor, "history": list}
 
 
 @contextmanager
@@ -249,25 +262,51 @@ class BilevelSearch:
             return
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_name(f"{self.checkpoint.name}.{os.getpid()}.tmp")
-        torch.save(self.state_dict(epochs_done), tmp)
-        os.replace(tmp, self.checkpoint)
+        try:
+            torch.save(self.state_dict(epochs_done), tmp)
+            os.replace(tmp, self.checkpoint)
+        except BaseException:  # an interrupt mid-write: the last checkpoint stays, no half-written file is left
+            tmp.unlink(missing_ok=True)
+            raise
 
     def restore(self) -> int:
         """Load the checkpoint if there is one; the index of the first epoch still to run."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity:
-            theirs, mine = state.get("identity", {}), self.identity
-            differ = sorted(k for k in {*theirs, *mine} if theirs.get(k) != mine.get(k)) or ["version"]
-            raise ResumeMismatch(f"{self.checkpoint} holds a DARTS run with another {', '.join(differ)}: use a new "
-                                 "out_dir, or the same settings to resume")
-        self.model.load_state_dict(state["model"])
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.a_opt.load_state_dict(state["a_opt"])
-        for loader, (generator, epoch) in zip((self.weight_loader, self.arch_loader), state["loaders"]):
-            loader.generator.set_state(generator)
-            loader.epoch = epoch
-        torch.set_rng_state(state["rng"])
+        state = read_checkpoint(self.checkpoint, self.device)
+        if state["version"] != CHECKPOINT_VERSION or state["identity"] != self.identity:
+            changes = config_changes({"version": state["version"], **state["identity"]},
+                                     {"version": CHECKPOINT_VERSION, **self.identity})
+            raise ResumeMismatch("holds a DARTS run that differs in\n" + "\n".join(f"    {c}" for c in changes),
+                                 self.checkpoint)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.w_opt.load_state_dict(state["w_opt"])
+            self.a_opt.load_state_dict(state["a_opt"])
+            for loader, (generator, epoch) in zip((self.weight_loader, self.arch_loader), state["loaders"],
+                                                  strict=True):
+                loader.generator.set_state(generator)
+                loader.epoch = int(epoch)
+            torch.set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            raise ResumeMismatch(f"does not fit this supernet ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:200]})", self.checkpoint) from err
         self.history = list(state["history"])
         return int(state["epochs_done"])
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A DARTS checkpoint's data, read with weights_only=True: tensors and plain containers only. A file holding
+    anything else (a pickle that would run code) or a damaged one is refused, and nothing in it runs."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ResumeMismatch("refused: it holds Python objects other than tensors and plain data (nothing in it "
+                             "was run); this program never writes such a checkpoint", path) from err
+    except Exception as err:  # torch.load's many ways to fail on a damaged file: one message for all
+        raise ResumeMismatch(f"is damaged or not a DARTS checkpoint ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200] if str(err) else ''})", path) from err
+    wrong = [k for k, kind in STATE_KINDS.items() if not isinstance(state, dict) or not isinstance(state.get(k), kind)]
+    if wrong:
+        raise ResumeMismatch(f"is not a DARTS checkpoint (missing or wrong: {', '.join(wrong)})", path)
+    return state

@@ -26,7 +26,7 @@ from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space
 from compiler.tasks import export_formats, output_dir
-from search.darts.bilevel import BilevelSearch, ResumeMismatch
+from search.darts.bilevel import BilevelSearch
 from search.darts.config import DartsConfig, darts_config
 from search.darts.cost import build_penalty
 from search.darts.derive import collapse, collapse_warning, derive, edge_groups, keep_strongest
@@ -35,6 +35,7 @@ from search.darts.report import report_notes, write_alpha_history
 from search.evaluators.cost import CostEvaluator
 from search.objectives import ObjectiveSet
 from search.report import write_report
+from search.run_config import start_run
 from search.search_task import build_space
 from search.training import resolve_device, trainer_config
 
@@ -96,8 +97,6 @@ def _search(search: BilevelSearch, settings: DartsConfig, memory: MemoryEstimate
     try:
         return search.run(on_epoch=lambda r: print(_epoch_line(r, settings.epochs, settings.cost.metric))
                           if settings.progress else None)
-    except ResumeMismatch as err:
-        raise _Stopped(f"error: {err}", 2) from err
     except FloatingPointError as err:
         raise _Stopped(f"the supernet's training diverged: {err}", 3) from err
     except torch.OutOfMemoryError as err:
@@ -123,6 +122,7 @@ def darts_task(cfg: DictConfig) -> int:
     formats = export_formats(cfg)
     settings = darts_config(cfg.search)
     out = output_dir(cfg)
+    start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
     seed = int(cfg.seed)
     objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
     if len(objectives.objectives) > 1:
@@ -143,8 +143,6 @@ def darts_task(cfg: DictConfig) -> int:
     check_memory(memory, settings.memory_limit_mb, resolve_device(settings.device))
     penalty = build_penalty(supernet, settings.cost)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (out / "supernet.py").write_text(supernet.source)
     print(f"searching {space.name} with DARTS: {len(supernet.relaxed)} relaxed decisions "
           f"({sum(r.sites for r in supernet.relaxed)} mixed choices), {len(supernet.fixed)} fixed; {settings.epochs} "
