@@ -13,12 +13,13 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Optional
 
 import hydra
-from hydra.utils import get_method
 from omegaconf import DictConfig
 
 import compiler.run_dir  # noqa: F401  (registers the resolver of hydra.run.dir before Hydra reads it)
+from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -58,11 +59,12 @@ def _where(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    task = get_method(cfg.task._target_)
     try:
-        status = task(cfg)
+        check_value(cfg.get("debug", False), bool, "debug")
+        check_value(cfg.get("arch"), Optional[str], "arch", hint="the .arch file (with a search: the space's)")
+        status = load_target(cfg.task.get("_target_"), "task._target_")(cfg)
     except ArchError as err:
-        if cfg.get("debug"):
+        if cfg.get("debug") is True:
             raise
         print(err, file=sys.stderr)
         sys.exit(2)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from compiler.api import CompileOptions, CompileResult, read_source
 from compiler.backends.export import ExportError, check_formats, export_model
+from compiler.config_values import check_value
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.limits import Limits, check_build
@@ -105,6 +106,7 @@ def compile_task(cfg: DictConfig) -> int:
     load_op_modules(_plain(cfg.get("ops")) or [])
     formats = export_formats(cfg)
     options = compile_options(cfg)
+    max_rows = check_value(cfg.task.get("max_rows"), Optional[int], "task.max_rows", minimum=0)
     space = load_space(read_source(cfg.arch, options.limits), str(cfg.arch), options=options, **model_params(cfg))
     if space.decisions:
         if formats:
@@ -118,7 +120,7 @@ def compile_task(cfg: DictConfig) -> int:
     out = result.write(output_dir(cfg))
     for warning in result.warnings:
         print(warning)
-    print(result.layer_table(cfg.task.get("max_rows")))
+    print(result.layer_table(max_rows))
     print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
     if formats:
         write_exports(result, result.build(), out, formats, str(cfg.arch),  # freshly initialised weights

@@ -4,21 +4,21 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from compiler.api import CompileOptions, read_source
+from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
 from compiler.tasks import export_formats, output_dir
 from search.loop import SearchLoop
-from search.objectives import ObjectiveSet
 from search.parallel import Context, visible_gpus
 from search.report import headline_metrics, write_report
 from search.run_config import start_run
+from search.schema import build, check_run_config, objective_set, refusals_named
+from search.structured import plain
 from search.training.specialise import data_parameters, model_parameters
 
 log = logging.getLogger("search")
@@ -29,7 +29,8 @@ def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space
     parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does).
     ``validate``: compile every option first (a supernet, which holds every option, checks them itself)."""
     given = cfg.space.get("params")
-    params: dict[str, Any] = dict(OmegaConf.to_container(given, resolve=True)) if given else {}  # type: ignore[arg-type]
+    # conf/space/ declares the file's parameters (so `space.params.channels=8` works); null: the file's default
+    params: dict[str, Any] = {k: v for k, v in (plain(given) or {}).items() if v is not None}
     input_shape = None
     data = getattr(evaluator, "data", None)  # evaluators that train expose their DataSplits
     if data is not None:
@@ -50,11 +51,11 @@ def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False)
     resolved copy of the config (``worker_config``), by every parallel worker, the same way."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     load_op_modules(cfg.get("ops") or [])
-    objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
-    evaluator = instantiate(cfg.evaluator, _convert_="all")
+    objectives = objective_set(cfg.objective)
+    evaluator = build(cfg.evaluator, "evaluator")
     space = build_space(cfg, evaluator, validate=validate)
     profile = cfg.get("profile")
-    measurements = [instantiate(profile, _convert_="all")] if profile and profile.get("_target_") else []
+    measurements = [build(profile, "profile")] if profile and profile.get("_target_") else []
     return Context(space, evaluator, objectives, measurements)
 
 
@@ -65,23 +66,33 @@ def worker_config(cfg: DictConfig) -> dict[str, Any]:
             else cfg.get(key) for key in WORKER_KEYS}
 
 
+def profile_choice(cfg: DictConfig) -> str:
+    """The ``profile=NAME`` the user chose (Hydra's record of it; else the profile's device, as cpu.yaml is named)."""
+    from hydra.core.hydra_config import HydraConfig
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get("profile"))
+    return str(cfg.profile.get("device", "?"))
+
+
 def search_task(cfg: DictConfig) -> int:
+    check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
+    check_value(cfg.task.get("export_best", True), bool, "task.export_best")
     formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
     start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
-    workers = int(cfg.search.get("workers", 1))
+    workers = int(cfg.search.workers)
     context = evaluation_context(cfg, validate=True)
     space, evaluator, objectives, measurements = (context.space, context.evaluator, context.objectives,
                                                   context.measurements)
-    timed = [type(m).__name__ for m in measurements if getattr(m, "measures_time", False)]
-    if workers > 1 and timed:
-        print(f"error: search.workers={workers} with profile={cfg.profile.get('_target_', '?').rsplit('.', 1)[-1]}: "
-              "latency would be timed while other workers train on the same machine. Use search.workers=1, or "
-              "profile=predictor with profile.measure_missing=false (a table built beforehand), or profile=none")
-        return 2
+    if workers > 1 and any(getattr(m, "measures_time", False) for m in measurements):
+        raise ConfigError("search.workers", f"search.workers={workers} with profile={profile_choice(cfg)}: latency "
+                          "would be timed while other workers train on the same machine",
+                          hint="use search.workers=1, or profile=predictor with profile.measure_missing=false "
+                               "(a table built beforehand), or profile=none")
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
-    make_strategy = instantiate(cfg.search.strategy, _partial_=True, _convert_="all")
-    strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
+    make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
+    with refusals_named("search.strategy"):
+        strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
     gpus = visible_gpus() if workers > 1 else []
     gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees
     on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""

@@ -12,10 +12,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from compiler.api import CompileOptions
+from compiler.config_values import check_value
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.tasks import export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
+from search.schema import check_run_config
 from search.training import OK, seed_everything, train, trainer_config
 from search.training.specialise import compile_for_data
 
@@ -35,6 +37,8 @@ def train_task(cfg: DictConfig) -> int:
     if cfg.get("input_shape") is not None:
         raise ArchError("input_shape cannot be set with task=train: the data set decides it",
                         hint="drop input_shape=...; pick the data with dataset=NAME")
+    check_run_config(cfg, "dataset", "trainer")
+    check_value(cfg.task.get("save_weights", True), bool, "task.save_weights")
     load_op_modules(cfg.get("ops") or [])
     formats = export_formats(cfg)
     trainer = trainer_config(cfg.trainer)

@@ -172,5 +172,6 @@ def test_cli_two_workers_give_the_one_worker_history_and_measured_latency_is_ref
     assert "2 workers" in proc.stdout
     refused = run_cli(*args, "search.workers=2", "profile=cpu", f"out_dir={tmp_path / 'timed'}")
     assert refused.returncode == 2
-    assert "latency would be timed while other workers train on the same machine" in refused.stdout
+    assert "latency would be timed while other workers train on the same machine" in refused.stderr
+    assert "search.workers=2 with profile=cpu:" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "timed" / "history.jsonl").exists()

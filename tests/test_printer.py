@@ -35,7 +35,7 @@ UNARY = ["relu", "relu6", "gelu", "silu", "sigmoid", "hardswish", "hardsigmoid",
 def programs(draw: st.DrawFn) -> str:
     """Random well-shaped programs: chains of shape-preserving layers, branches merged by add/mul/concat."""
     c = draw(st.sampled_from([2, 4, 6]))
-    lines = [f"model gen() {{", f"    input x: [{c}, 6, 6]"]
+    lines = ["model gen() {", f"    input x: [{c}, 6, 6]"]
     values = ["x"]
     channels = {"x": c}
     for i in range(draw(st.integers(1, 8))):

@@ -15,6 +15,7 @@ from compiler.api import CompileResult, compile_file, compile_source
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.profiling.measure import Settings
+from compiler.profiling.options import check_profile_ops_options
 from compiler.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
 from compiler.profiling.predictor import error_stats, fit_scale, held_out_calibration, predict_ms
 from compiler.profiling.synthetic import mobilenet_like, sample_space
@@ -71,6 +72,7 @@ def rotate_mb(task: DictConfig, settings: Settings) -> float:
 
 
 def profile_ops_task(cfg: DictConfig) -> int:
+    check_profile_ops_options(cfg.task)
     load_op_modules(cfg.get("ops") or [])
     task = cfg.task
     sizes = tuple(int(b) for b in task.batch_sizes)

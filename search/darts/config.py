@@ -11,15 +11,16 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from compiler.errors import ArchError, Span
+from compiler.config_values import SEED_MAX, ConfigError
 from search.structured import structured
+from search.training.checks import DEVICE
 
 
-class DartsConfigError(ArchError):
+class DartsConfigError(ConfigError):
     """A DARTS option that cannot work; printed as ``search.KEY: error: ...`` by the command line."""
 
     def __init__(self, key: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message, Span(f"search.{key}", 0, 0), hint=hint)
+        super().__init__(f"search.{key}", message, hint=hint)
 
 
 @dataclass
@@ -80,8 +81,8 @@ class DartsConfig:
 
 def darts_config(node: DictConfig | dict[str, Any] | None) -> DartsConfig:
     """Check the ``search`` config node: unknown keys, wrong types and impossible values fail before any work."""
-    cfg = structured(DartsConfig, node,
-                     error=lambda key, message: DartsConfigError(key, message, hint="see conf/search/darts.yaml"))
+    cfg = structured(DartsConfig, node, error=lambda key, message, hint: DartsConfigError(
+        key, message, hint=hint or "see conf/search/darts.yaml"), label="search")
     _check(cfg)
     return cfg
 
@@ -103,8 +104,19 @@ def _check(cfg: DartsConfig) -> None:
         ("derive.top_inputs", cfg.derive.top_inputs is None or cfg.derive.top_inputs >= 1,
          "top_inputs must be >= 1 (or null: keep every edge)"),
         ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
-        ("arch.betas", len(cfg.arch.betas) == 2, "arch.betas needs two numbers"),
-        ("weights.lr", cfg.weights.lr > 0 and cfg.arch.lr > 0, "learning rates must be > 0"),
+        ("arch.betas", len(cfg.arch.betas) == 2 and all(0 <= b < 1 for b in cfg.arch.betas),
+         "arch.betas needs two numbers in [0, 1)"),
+        ("weights.lr", cfg.weights.lr > 0, "weights.lr must be > 0"),
+        ("arch.lr", cfg.arch.lr > 0, "arch.lr must be > 0"),
+        ("weights.lr_min", 0 <= cfg.weights.lr_min <= cfg.weights.lr, "weights.lr_min must be in [0, weights.lr]"),
+        ("weights.momentum", 0 <= cfg.weights.momentum < 1, "weights.momentum must be in [0, 1)"),
+        ("weights.weight_decay", cfg.weights.weight_decay >= 0, "weights.weight_decay must be >= 0"),
+        ("weights.grad_clip", cfg.weights.grad_clip is None or cfg.weights.grad_clip > 0,
+         "weights.grad_clip must be > 0 (or null: no clipping)"),
+        ("arch.weight_decay", cfg.arch.weight_decay >= 0, "arch.weight_decay must be >= 0"),
+        ("cost.batch_size", cfg.cost.batch_size >= 1, "cost.batch_size must be >= 1"),
+        ("seed_offset", 0 <= cfg.seed_offset <= SEED_MAX, "seed_offset must be in 0 .. 4294967295"),
+        ("device", bool(DEVICE.match(cfg.device)), f"unknown device '{cfg.device}': auto, cpu, cuda or cuda:N"),
     ]
     for key, ok, message in checks:
         if not ok:

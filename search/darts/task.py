@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from compiler.backends.supernet import build_supernet
@@ -33,11 +32,12 @@ from search.darts.derive import collapse, collapse_warning, derive, edge_groups,
 from search.darts.memory import MemoryEstimate, check_memory, estimate
 from search.darts.report import report_notes, write_alpha_history
 from search.evaluators.cost import CostEvaluator
-from search.objectives import ObjectiveSet
 from search.report import write_report
 from search.run_config import start_run
+from search.schema import build, check_run_config, objective_set
 from search.search_task import build_space
 from search.training import resolve_device, trainer_config
+from search.training.config import trainer_with_overrides
 
 
 class _Trained:
@@ -73,12 +73,13 @@ def _epoch_line(record: Mapping[str, Any], epochs: int, metric: str) -> str:
 def _training_evaluator(cfg: DictConfig, settings: DartsConfig) -> Any:
     """The configured evaluator, which must train (it holds the data and trains the derived network), with
     DARTS' retraining settings on top of its final ones (checked before any work)."""
-    evaluator = instantiate(cfg.evaluator, _convert_="all")
+    evaluator = build(cfg.evaluator, "evaluator")
     if not hasattr(evaluator, "final") or getattr(evaluator, "data", None) is None:
         raise ArchError("DARTS trains a supernet on the data set and the derived network from scratch, which "
                         f"needs a training evaluator, not {type(evaluator).__name__}", Span("evaluator", 0, 0),
                         hint="use evaluator=train (the default) with dataset=NAME")
     if settings.retrain:
+        trainer_with_overrides(evaluator.trainer, settings.retrain, "search.retrain")
         merged = OmegaConf.merge(OmegaConf.create(dict(evaluator.final_overrides)), settings.retrain)
         evaluator.final_overrides = OmegaConf.to_container(merged, resolve=True)
         trainer_config(OmegaConf.merge(OmegaConf.create(dict(evaluator.trainer)), evaluator.final_overrides))
@@ -113,18 +114,19 @@ def _train_derived(genotype: Sequence[int], space: Space, evaluator: Any, best: 
     metrics: dict[str, Any] = {**CostEvaluator()(genotype, space), "status": final.get("status", "ok"),
                                "accuracy": final.get("val_acc"), "test_acc": final.get("test_acc"), **extra}
     if profile and profile.get("_target_"):
-        metrics.update(instantiate(profile, _convert_="all")(space.compile(genotype)))
+        metrics.update(build(profile, "profile")(space.compile(genotype)))
     return final, metrics
 
 
 def darts_task(cfg: DictConfig) -> int:
+    check_run_config(cfg, "objective", "profile", "space", "evaluator")
     load_op_modules(cfg.get("ops") or [])
     formats = export_formats(cfg)
     settings = darts_config(cfg.search)
     out = output_dir(cfg)
     start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
     seed = int(cfg.seed)
-    objectives = ObjectiveSet.coerce(OmegaConf.to_container(cfg.objective, resolve=True))
+    objectives = objective_set(cfg.objective)
     if len(objectives.objectives) > 1:
         raise ArchError(f"DARTS descends one loss and cannot search several objectives ({', '.join(objectives.names)})",
                         Span("objective", 0, 0), hint="use objective=accuracy and trade accuracy for cost with "

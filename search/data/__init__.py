@@ -5,30 +5,29 @@ are its arguments. ``load_dataset`` calls it.
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from compiler.config_values import check_arguments, load_target
 from search.data.augment import AugmentConfig
 from search.data.base import DataError, DataSplits, Split
 from search.data.loader import DeviceLoader
+from search.structured import plain
+
+
+def check_dataset_config(config: Any) -> Callable[..., DataSplits]:
+    """The loader a ``dataset`` node names, its keys checked against the loader's arguments (names and types)."""
+    args = plain(config)
+    if not isinstance(args, Mapping) or not args.get("_target_"):
+        raise DataError(f"the dataset config has no _target_: {args!r}", "dataset", hint="pick one with dataset=NAME")
+    loader = load_target(args["_target_"], "dataset._target_")
+    check_arguments(loader, {k: v for k, v in args.items() if k != "_target_"}, "dataset")
+    return loader
 
 
 def load_dataset(config: Mapping[str, Any]) -> DataSplits:
-    """Call the config's ``_target_`` with its other keys (a DictConfig or a plain mapping)."""
-    from hydra.utils import get_method
-    from omegaconf import DictConfig, OmegaConf
-
-    args = dict(OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config)
-    target = args.pop("_target_", None)
-    if not target:
-        raise DataError("the dataset config has no _target_", "dataset", hint="pick one with dataset=NAME")
-    loader = get_method(target)
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(args) - set(accepted))
-    if unknown:
-        raise DataError(f"'{target}' takes no argument(s) {unknown}", "dataset",
-                        hint=f"its arguments: {', '.join(accepted)}")
-    return loader(**args)
+    """Call the config's ``_target_`` with its other keys (a DictConfig or a plain mapping), checked first."""
+    loader = check_dataset_config(config)
+    return loader(**{k: v for k, v in plain(config).items() if k != "_target_"})
 
 
 __all__ = ["AugmentConfig", "DataError", "DataSplits", "DeviceLoader", "Split", "load_dataset"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from compiler.config_values import ConfigError, check_seed, check_value
 from compiler.errors import ArchError, Span
 
 
@@ -88,6 +89,14 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(means), tuple(stds)
 
 
+def check_split_size(size: Any, key: str, zero: bool = False) -> None:
+    """A split size: a fraction in (0, 1) of the images, or a whole number of them (0 only where ``zero``)."""
+    check_value(size, float, key, minimum=0, hint="a fraction like 0.1, or a number of images")
+    if (size == 0 and not zero) or (size >= 1 and size != int(size)):
+        raise ConfigError(key, f"must be a fraction in (0, 1) or a whole number of images{', or 0' if zero else ''}"
+                          f", not {size!r}")
+
+
 def carve_validation(train: Split, val_size: float | int, seed: int) -> tuple[Split, Split]:
     """Split ``train`` into (train, val), stratified by label with a fixed seed.
 
@@ -108,26 +117,24 @@ def carve_validation(train: Split, val_size: float | int, seed: int) -> tuple[Sp
 
 def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
     """The data set's recommended augmentation, checked against AugmentConfig (keys, types, mode names)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     from search.data.augment import FLIPS, PAD_MODES, AugmentConfig
+    from search.structured import structured
 
-    try:
-        checked = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), dict(augment or {})))
-    except OmegaConfBaseException as err:
-        raise DataError(str(err).splitlines()[0], "dataset.augment",
-                        hint="keys: flip, translate, pad_mode, cutout") from err
-    assert isinstance(checked, AugmentConfig)
+    checked = structured(AugmentConfig, augment, label="dataset.augment",
+                         error=lambda key, message, hint: ConfigError(f"dataset.augment.{key}", message, hint))
     for key, value, allowed in (("flip", checked.flip, FLIPS), ("pad_mode", checked.pad_mode, PAD_MODES)):
         if value not in allowed:
             raise DataError(f"unknown {key} '{value}'", f"dataset.augment.{key}", hint=f"one of {', '.join(allowed)}")
+    for key, pixels in (("translate", checked.translate), ("cutout", checked.cutout)):
+        check_value(pixels, int, f"dataset.augment.{key}", minimum=0)
     return dict(augment or {})
 
 
 def make_splits(name: str, train: Split, test: Split, classes: Sequence[str], *, val_size: float | int,
                 val_seed: int, augment: Mapping[str, Any] | None = None) -> DataSplits:
     """Carve validation from ``train`` and compute the normalisation statistics on what remains."""
+    check_split_size(val_size, "dataset.val_size", zero=True)
+    check_seed(val_seed, "dataset.val_seed")
     augment = check_augment(augment)
     train, val = carve_validation(train, val_size, val_seed)
     mean, std = channel_stats(train.images)

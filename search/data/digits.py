@@ -8,7 +8,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from search.data.base import DataSplits, Split, make_splits
+from compiler.config_values import ConfigError, check_seed
+from search.data.base import DataSplits, Split, check_split_size, make_splits
 
 
 def load_digits_splits(name: str = "digits", test_size: float | int = 0.2, split_seed: int = 0,
@@ -18,11 +19,16 @@ def load_digits_splits(name: str = "digits", test_size: float | int = 0.2, split
 
     The pixel values 0..16 are scaled to 0..255 so every data set is uint8 in the same range.
     """
+    check_split_size(test_size, "dataset.test_size")
+    check_seed(split_seed, "dataset.split_seed")
     bunch = load_digits()
     images = torch.from_numpy(np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, random_state=split_seed,
-                                           stratify=bunch.target)
+    try:
+        train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, random_state=split_seed,
+                                               stratify=bunch.target)
+    except ValueError as err:  # scikit-learn: too many or too few test images for a stratified split
+        raise ConfigError("dataset.test_size", str(err), hint=f"a fraction like 0.2 of the {len(labels)} images")
     everything = Split(images, labels)
     return make_splits(name, everything.subset(np.sort(train_idx)), everything.subset(np.sort(test_idx)),
                        [str(c) for c in bunch.target_names], val_size=val_size, val_seed=val_seed, augment=augment)

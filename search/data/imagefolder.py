@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from compiler.config_values import ConfigError, check_value
 from search.data.base import DataError, DataSplits, Split, make_splits
 from search.data.cache import cache_key, cache_root, file_digest, load_tensors, save_tensors, tree_fingerprint
 from search.data.decode import decode_many
@@ -122,10 +123,28 @@ def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, m
     start = time.perf_counter()
     listing = _list_archive(root) if _is_archive(root) else _list_tree(root)
     data = _build(root, listing, mode, size, max_per_class, max_test_per_class, workers)  # type: ignore[arg-type]
-    save_tensors(data, path)
+    try:
+        save_tensors(data, path)
+    except OSError as err:  # a cache_dir that is a file, or not writable
+        raise DataError(f"cannot write the decoded images to the cache: {err}", path.parent,
+                        hint="set dataset.cache_dir (or $AUTOML_CODEGEN_CACHE) to a writable folder") from err
     log.info("decoded %d images from %s in %.1f s; cached in %s", len(data["train_labels"]) +
              len(data["test_labels"]), root, time.perf_counter() - start, path)
     return data
+
+
+MODES = ("RGB", "L")   # the Pillow modes a data set is decoded to: 3 channels or 1
+
+
+def check_options(mode: str, image_size: Any, max_per_class: Any, max_test_per_class: Any, workers: Any) -> None:
+    if mode not in MODES:
+        raise ConfigError("dataset.mode", f"unknown mode '{mode}'", hint="RGB (3 channels) or L (grey, 1 channel)")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise ConfigError("dataset.image_size", f"expected [H, W] (two sizes >= 1) or null, not {image_size!r}")
+    for key, value in (("max_per_class", max_per_class), ("max_test_per_class", max_test_per_class),
+                       ("workers", workers)):
+        if value is not None:
+            check_value(value, int, f"dataset.{key}", minimum=1, hint="a number >= 1, or null")
 
 
 def load_imagefolder(root: str | Path, name: str = "imagefolder", *, cache_dir: str | Path | None = None,
@@ -133,6 +152,7 @@ def load_imagefolder(root: str | Path, name: str = "imagefolder", *, cache_dir: 
                      max_test_per_class: int | None = None, val_size: float | int = 0.1, val_seed: int = 0,
                      augment: Mapping[str, Any] | None = None, workers: int | None = None) -> DataSplits:
     """An image-folder data set; validation is carved from its train folder (``val_size``, ``val_seed``)."""
+    check_options(mode, image_size, max_per_class, max_test_per_class, workers)
     data = read_imagefolder(root, cache_dir=cache_dir, mode=mode, image_size=image_size, max_per_class=max_per_class,
                             max_test_per_class=max_test_per_class, workers=workers)
     return make_splits(name, Split(data["train_images"], data["train_labels"]),

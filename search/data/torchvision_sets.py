@@ -1,4 +1,5 @@
-"""CIFAR-10/100, MNIST and Fashion-MNIST through torchvision, downloaded into ``root`` where the network allows."""
+"""CIFAR-10/100, MNIST and Fashion-MNIST through torchvision, read from ``root``; downloaded there only when
+``download`` is true (the configs say false: nothing is fetched unless you allow it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from search.data.cache import cache_root
 class Source:
     cls: Callable[..., Any]     # the torchvision data set class
     folder: str                 # where its files must be, relative to root
+    size: str                   # what a download fetches
 
 
 SOURCES: dict[str, Source] = {
-    "cifar10": Source(datasets.CIFAR10, "cifar-10-batches-py/"),
-    "cifar100": Source(datasets.CIFAR100, "cifar-100-python/"),
-    "mnist": Source(datasets.MNIST, "MNIST/raw/"),
-    "fashion_mnist": Source(datasets.FashionMNIST, "FashionMNIST/raw/"),
+    "cifar10": Source(datasets.CIFAR10, "cifar-10-batches-py/", "about 170 MB"),
+    "cifar100": Source(datasets.CIFAR100, "cifar-100-python/", "about 170 MB"),
+    "mnist": Source(datasets.MNIST, "MNIST/raw/", "about 12 MB"),
+    "fashion_mnist": Source(datasets.FashionMNIST, "FashionMNIST/raw/", "about 30 MB"),
 }
 
 
@@ -39,16 +41,19 @@ def _open(name: str, source: Source, root: Path, train: bool, download: bool) ->
     try:
         return source.cls(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted" / "Error downloading"
-        what = "the download failed (offline?)" if download else "download=false"
-        raise DataError(f"the {name} files are missing or incomplete here ({what})", where,
-                        hint=f"copy torchvision's {name} files into this folder, set dataset.root to where they are, "
-                             "or set dataset.download=true where the network allows") from err
+        if download:
+            raise DataError(f"the {name} download failed (offline?)", where,
+                            hint=f"copy torchvision's {name} files into this folder, or set dataset.root to where "
+                                 "they are") from err
+        raise DataError(f"the {name} files are not here, and nothing is downloaded unless you allow it", where,
+                        hint=f"add dataset.download=true to fetch them into this folder ({source.size}), or set "
+                             f"dataset.root to a folder that holds {source.folder}") from err
     except OSError as err:  # urllib errors while downloading
         raise DataError(f"could not download {name} into this folder: {err}", where,
                         hint="offline? copy the files there by hand, or set dataset.root to where they are") from err
 
 
-def load_torchvision(name: str, root: str | Path | None = None, download: bool = True, val_size: float | int = 0.1,
+def load_torchvision(name: str, root: str | Path | None = None, download: bool = False, val_size: float | int = 0.1,
                      val_seed: int = 0, augment: Mapping[str, Any] | None = None) -> DataSplits:
     if name not in SOURCES:
         raise DataError(f"unknown torchvision data set '{name}'", "dataset.name", hint=f"one of {sorted(SOURCES)}")

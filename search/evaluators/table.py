@@ -71,6 +71,10 @@ class TableEvaluator:
     def __init__(self, table: str | Path, percent: Sequence[str] = PERCENT_COLUMNS) -> None:
         self.table = str(Path(table).expanduser().resolve())
         self.percent = tuple(percent)  # columns the table stores in percent: reported as fractions
+        if not Path(self.table).is_file():  # checked now, not by every candidate of the search
+            raise ArchError(f"table {str(table)!r} not found", span=Span("evaluator.table", 0, 0),
+                            hint="set evaluator.table to a CSV with columns arch,accuracy, "
+                                 "e.g. ../shared/data/nb201-cifar10.csv")
 
     def __call__(self, genotype: Sequence[int], space: DiscreteSpace | None = None) -> dict[str, Any]:
         cell = nb201.to_nb201_genotype(space or nb201.SPACE, genotype)

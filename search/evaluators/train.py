@@ -14,14 +14,19 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from search.data import DataSplits, load_dataset
+from compiler.config_values import ConfigError, check_arguments, check_seed
+from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
-from search.training import seed_everything, train, trainer_config
+from search.schema import refusals_named
+from search.training import seed_everything, train
+from search.training.config import trainer_with_overrides
 
 
-def _plain(config: Any) -> dict[str, Any]:
+def _plain(config: Any, key: str) -> dict[str, Any]:
     if isinstance(config, DictConfig):
         return dict(OmegaConf.to_container(config, resolve=True))  # type: ignore[arg-type]
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(key, f"expected a mapping of options, not {config!r}")
     return dict(config or {})
 
 
@@ -46,15 +51,20 @@ class TrainEvaluator:
                  search_overrides: Mapping[str, Any] | None = None,
                  final_overrides: Mapping[str, Any] | None = None, seed: int = 0,
                  early_stopping: Mapping[str, Any] | None = None) -> None:
-        self.dataset_config = _plain(dataset)
-        self.trainer = _plain(trainer)
-        self.search_overrides = _plain(search_overrides)
-        self.final_overrides = _plain(final_overrides)
-        self.seed = seed
+        self.dataset_config = _plain(dataset, "evaluator.dataset")
+        check_dataset_config(self.dataset_config)
+        self.trainer = _plain(trainer, "evaluator.trainer")
+        self.search_overrides = _plain(search_overrides, "evaluator.search_overrides")
+        self.final_overrides = _plain(final_overrides, "evaluator.final_overrides")
+        self.seed = check_seed(seed, "evaluator.seed")
         self._data: DataSplits | None = None
-        stopping = _plain(early_stopping)
-        self.stopper = MedianStopping(**stopping) if stopping else None
-        config = trainer_config(_merge(self.trainer, self.search_overrides))  # fail early on a bad trainer option
+        # every trainer option is checked now, not when the final training starts after the search
+        config = trainer_with_overrides(self.trainer, self.search_overrides, "evaluator.search_overrides")
+        trainer_with_overrides(self.trainer, self.final_overrides, "evaluator.final_overrides")
+        stopping = _plain(early_stopping, "evaluator.early_stopping")
+        check_arguments(MedianStopping, stopping, "evaluator.early_stopping")
+        with refusals_named("evaluator.early_stopping"):
+            self.stopper = MedianStopping(**stopping) if stopping else None
         if self.stopper is not None and config.eval_every != 1:
             raise ValueError("early stopping judges every epoch: it needs the search trainer's eval_every = 1, "
                              f"got {config.eval_every}")

@@ -1,8 +1,11 @@
-"""Whole-config checks of a TrainerConfig, so a typo fails at once rather than after the data set has loaded."""
+"""Whole-config checks of a TrainerConfig, so a typo or an impossible value fails at once rather than after the data
+set has loaded (or as a traceback from inside torch). Types are checked by the schema; these are the ranges."""
 from __future__ import annotations
 
+import re
 from typing import Collection
 
+from compiler.config_values import SEED_MAX
 from search.data.augment import FLIPS, PAD_MODES
 from search.training.config import ConfigError, TrainerConfig
 from search.training.init import INITS
@@ -10,6 +13,9 @@ from search.training.optim import OPTIMIZERS
 from search.training.precision import PRECISIONS
 from search.training.schedules import SHAPES
 from search.training.tta import TTA
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def _one_of(key: str, value: str, choices: Collection[str]) -> None:
@@ -19,6 +25,47 @@ def _one_of(key: str, value: str, choices: Collection[str]) -> None:
         raise ConfigError(key, f"unknown {what} '{value}'", hint=f"one of {', '.join(choices)}")
 
 
+def _ranges(cfg: TrainerConfig) -> list[tuple[str, bool, str]]:
+    """(key, holds, what it must be) for every numeric option."""
+    opt, sched = cfg.optimizer, cfg.schedule
+    epochs, steps = cfg.budget.epochs, cfg.budget.steps
+    threads = cfg.cpu_threads
+    return [
+        ("seed", 0 <= cfg.seed <= SEED_MAX, "an integer from 0 to 4294967295"),
+        ("cpu_threads", threads is None or threads == "auto" or (isinstance(threads, int)
+                                                                  and not isinstance(threads, bool) and threads >= 1),
+         "auto, a number of threads >= 1, or null (leave torch's setting)"),
+        ("budget.epochs", epochs is None or epochs > 0, "> 0 (or null with budget.steps)"),
+        ("budget", steps is not None or epochs is not None, "given: budget.epochs > 0 or budget.steps"),
+        ("budget.steps", steps is None or steps >= 1, ">= 1 (or null: budget.epochs decides)"),
+        ("batch_size", cfg.batch_size >= 1, ">= 1"),
+        ("eval_batch_size", cfg.eval_batch_size >= 1, ">= 1"),
+        ("optimizer.lr", opt.lr > 0, "> 0"),
+        ("optimizer.momentum", 0 <= opt.momentum < 1, "in [0, 1)"),
+        ("optimizer.betas", len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas), "two numbers in [0, 1)"),
+        ("optimizer.eps", opt.eps > 0, "> 0"),
+        ("optimizer.weight_decay", opt.weight_decay >= 0, ">= 0"),
+        ("optimizer.norm_lr_scale", opt.norm_lr_scale > 0, "> 0"),
+        ("schedule.warmup", sched.warmup >= 0, ">= 0 (a fraction of the steps if < 1, else a number of steps)"),
+        ("schedule.start_factor", sched.start_factor >= 0, ">= 0"),
+        ("schedule.final_factor", sched.final_factor >= 0, ">= 0"),
+        ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
+        ("grad_clip", cfg.grad_clip is None or cfg.grad_clip > 0, "> 0 (or null: no clipping)"),
+        ("whiten_stem.images", cfg.whiten_stem.images >= 1, ">= 1"),
+        ("whiten_stem.eps", cfg.whiten_stem.eps > 0, "> 0"),
+        ("whiten_stem.bias_epochs", cfg.whiten_stem.bias_epochs is None or cfg.whiten_stem.bias_epochs >= 0,
+         ">= 0 (or null: always trained)"),
+        ("ema.decay", 0 <= cfg.ema.decay <= 1, "in [0, 1]"),
+        ("ema.every", cfg.ema.every >= 1, ">= 1"),
+        ("lookahead.every", cfg.lookahead.every >= 1, ">= 1"),
+        ("lookahead.decay", 0 <= cfg.lookahead.decay <= 1, "in [0, 1]"),
+        ("lookahead.power", cfg.lookahead.power >= 0, ">= 0"),
+        ("eval_every", cfg.eval_every >= 0, ">= 0 (0: only at the end)"),
+        ("log_every", cfg.log_every >= 1, ">= 1"),
+        ("aux_weight", cfg.aux_weight >= 0, ">= 0 (0 ignores auxiliary outputs)"),
+    ]
+
+
 def check_config(cfg: TrainerConfig) -> None:
     _one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     _one_of("schedule.name", cfg.schedule.name, SHAPES)
@@ -26,22 +73,20 @@ def check_config(cfg: TrainerConfig) -> None:
     _one_of("init", cfg.init, INITS)
     _one_of("tta", cfg.tta, TTA)
     _one_of("loss_reduction", cfg.loss_reduction, ("mean", "sum"))
+    if cfg.compile_mode is not None:
+        _one_of("compile_mode", cfg.compile_mode, COMPILE_MODES)
+    if not DEVICE.match(cfg.device):
+        raise ConfigError("device", f"unknown device '{cfg.device}'", hint="auto, cpu, cuda or cuda:N")
     if cfg.augment is not None:
         _one_of("augment.flip", cfg.augment.flip, FLIPS)
         _one_of("augment.pad_mode", cfg.augment.pad_mode, PAD_MODES)
-        if cfg.augment.translate < 0 or cfg.augment.cutout < 0:
-            raise ConfigError("augment", "augment.translate and augment.cutout must be >= 0")
-    if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
-        raise ConfigError("batch_size", "batch sizes must be >= 1")
-    if cfg.budget.steps is None and (cfg.budget.epochs is None or cfg.budget.epochs <= 0):
-        raise ConfigError("budget", "give budget.epochs > 0 or budget.steps")
-    if cfg.budget.steps is not None and cfg.budget.steps < 1:
-        raise ConfigError("budget.steps", "budget.steps must be >= 1")
-    if cfg.cpu_threads is not None and cfg.cpu_threads < 1:
-        raise ConfigError("cpu_threads", "cpu_threads must be >= 1 (or null)")
-    if min(cfg.log_every, cfg.ema.every, cfg.lookahead.every) < 1:
-        raise ConfigError("log_every", "log_every, ema.every and lookahead.every must be >= 1")
-    if cfg.aux_weight < 0:
-        raise ConfigError("aux_weight", "aux_weight must be >= 0 (0 ignores auxiliary outputs)")
-    if cfg.optimizer.norm_lr_scale <= 0:
-        raise ConfigError("optimizer.norm_lr_scale", "norm_lr_scale must be > 0")
+        for key, value in (("augment.translate", cfg.augment.translate), ("augment.cutout", cfg.augment.cutout)):
+            if value < 0:
+                raise ConfigError(key, f"must be >= 0, not {value}")
+    for key, holds, what in _ranges(cfg):
+        if not holds:
+            value = cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            shown = "" if key == "budget" else f", not {value!r}"
+            raise ConfigError(key, f"must be {what}{shown}")

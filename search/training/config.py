@@ -5,21 +5,24 @@ Names of optimizers, schedules, precisions, TTA modes and initialisations are ke
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from compiler.errors import ArchError, Span
+from compiler import config_values
+from compiler.config_values import check_fields
 from search.data.augment import AugmentConfig
-from search.structured import structured
+from search.structured import plain, structured
 
 
-class ConfigError(ArchError):
-    """A trainer option that cannot work; printed as ``trainer.KEY: error: ...`` by the command line."""
+class ConfigError(config_values.ConfigError):
+    """A trainer option that cannot work; printed as ``trainer.KEY: error: ...`` by the command line
+    (``prefix`` names where the options came from, e.g. ``evaluator.final_overrides``)."""
 
-    def __init__(self, key: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message, Span(f"trainer.{key}", 0, 0), hint=hint)
+    def __init__(self, key: str, message: str, hint: str | None = None, prefix: str = "trainer") -> None:
+        super().__init__(config_values.join(prefix, key), message, hint=hint)
 
 
 @dataclass
@@ -78,8 +81,8 @@ class TrainerConfig:
     device: str = "auto"              # auto (cuda when available) | cpu | cuda | cuda:1 ...
     seed: int = 0
     deterministic: bool = False       # deterministic kernels (slower on CUDA); seeding is always done
-    cpu_threads: Optional[int] = None  # torch intra-op threads while training on the CPU (null: leave as is);
-    #                                    1 is fastest for small models and when several runs share the cores
+    cpu_threads: Any = "auto"         # torch intra-op threads while training on the CPU: auto (threads.py's rule
+    #                                   from the model's MACs and the cores), a number, or null (leave as is)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     batch_size: int = 128
     eval_batch_size: int = 1000
@@ -112,8 +115,38 @@ def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None
                    **overrides: Any) -> TrainerConfig:
     """A checked TrainerConfig from a Hydra node or a mapping: unknown keys, wrong types, unknown names
     (optimizer, schedule, precision, ...) and impossible values are ConfigErrors before any work is done."""
+    if isinstance(config, TrainerConfig):
+        config = dataclasses.asdict(config)
     result = structured(TrainerConfig, config, overrides,
-                        error=lambda key, message: ConfigError(key, message, hint="see conf/trainer/default.yaml"))
+                        error=lambda key, message, hint: ConfigError(key, message,
+                                                                     hint=hint or "see conf/trainer/default.yaml"),
+                        label="trainer")
     from search.training.checks import check_config  # the registries import this module
     check_config(result)
     return result
+
+
+def _sets(values: Mapping[str, Any], key: str) -> bool:
+    """Whether the nested mapping ``values`` sets the dotted ``key`` (or a part of it)."""
+    head, _, rest = key.partition(".")
+    if head not in values:
+        return False
+    return not rest or not isinstance(values[head], Mapping) or _sets(values[head], rest)
+
+
+def trainer_with_overrides(base: Mapping[str, Any] | DictConfig | None, overrides: Mapping[str, Any] | None,
+                           where: str) -> TrainerConfig:
+    """The trainer group with ``overrides`` on top (written at ``where``, e.g. ``evaluator.search_overrides``),
+    checked; a mistake is named where its value was written."""
+    trainer_config(base)
+    given = dict(plain(overrides) or {})
+    check_fields(TrainerConfig, given, lambda key, message, hint: ConfigError(key, message, hint, prefix=where),
+                 label=where)
+    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(dict(plain(base) or {})), given), resolve=True)
+    try:
+        return trainer_config(merged)  # type: ignore[arg-type]
+    except ConfigError as err:
+        key = err.key.removeprefix("trainer.")
+        if _sets(given, key):
+            raise ConfigError(key, err.message, err.hint, prefix=where) from err
+        raise

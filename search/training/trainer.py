@@ -29,6 +29,7 @@ from search.training.init import INITS
 from search.training.optim import build_optimizer, norm_parameters
 from search.training.precision import Precision, resolve_precision
 from search.training.schedules import build_scheduler
+from search.training.threads import resolve_cpu_threads
 from search.training.tta import evaluate
 from search.training.whitening import first_conv, whiten_conv
 
@@ -99,9 +100,9 @@ class _GlobalFlags:
     """Process-wide torch settings for one run (cuDNN autotuning or deterministic kernels, CPU threads),
     restored afterwards so a run never changes the settings of the code that called it."""
 
-    def __init__(self, cfg: TrainerConfig, device: torch.device) -> None:
+    def __init__(self, cfg: TrainerConfig, threads: int | None) -> None:
         self.deterministic = cfg.deterministic
-        self.threads = cfg.cpu_threads if device.type == "cpu" else None
+        self.threads = threads
 
     def __enter__(self) -> None:
         self.saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
@@ -150,7 +151,10 @@ class Trainer:
         self.on_epoch = on_epoch
 
     def fit(self, model: nn.Module, data: DataSplits) -> TrainResult:
-        with _GlobalFlags(self.cfg, resolve_device(self.cfg.device)):
+        on_cpu = resolve_device(self.cfg.device).type == "cpu"
+        threads = (resolve_cpu_threads(self.cfg.cpu_threads, model, data.input_shape, self.cfg.batch_size)
+                   if on_cpu else None)
+        with _GlobalFlags(self.cfg, threads):
             return _Run(self.cfg, model, data, self.on_epoch).run()
 
 
@@ -372,6 +376,7 @@ class _Run:
             "batch_size": self.cfg.batch_size, "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "precision": self.precision.name, "channels_last": self.channels_last, "compile": self.cfg.compile,
+            "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
         }
 
     def summary(self, metrics: Mapping[str, Any]) -> str:

@@ -1,0 +1,154 @@
+"""The run config of the search and training tasks, checked at their entry before any work is done.
+
+* ``search``: ``SearchConfig`` below (DARTS: ``search/darts/config.py``); ``search.strategy``'s keys are the strategy
+  class's own keyword arguments (less the space, seed and objectives the loop passes), typed by its annotations.
+* ``evaluator``, ``profile``, ``dataset``: the keys are the arguments of the ``_target_`` they name.
+* ``trainer``: ``search/training/config.py``; ``objective``: ``ObjectiveSet``'s fields; ``space``: ``arch``,
+  ``params``; ``seed``.
+
+Every mistake is a ``ConfigError`` naming the key (``search.budgett: error: unknown key 'budgett'; did you mean
+'budget'?``), exit status 2. Objects are built with ``build``, which turns a constructor's refusal into the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from compiler.config_values import (ConfigError, check_arguments, check_keys, check_seed, check_value, join,
+                                    load_target)
+from compiler.errors import ArchError
+from search.objectives import ObjectiveSet
+from search.structured import plain, structured
+
+STRATEGY_SUPPLIED = ("space", "seed", "objectives")   # what the search task passes to the strategy itself
+
+
+@dataclass
+class SearchConfig:
+    name: str = "search"          # shown in the report and the progress line
+    budget: int = 20              # distinct architectures evaluated
+    workers: int = 1              # candidates evaluated at once, each in its own process
+    progress: bool = True         # the progress bar
+    strategy: dict[str, Any] = field(default_factory=dict)   # _target_ and the strategy's own options
+
+
+def _error(prefix: str, hint: str) -> Callable[[str, str, str | None], ConfigError]:
+    return lambda key, message, given: ConfigError(join(prefix, key), message, hint=given or hint)
+
+
+def check_target(node: Any, key: str, *, supplied: tuple[str, ...] = (),
+                 keywords: type | None = None) -> Callable[..., Any]:
+    """A ``{_target_: ..., options}`` node: the target loads and the options are its keyword arguments
+    (``keywords``: the dataclass a ``**kwargs`` of the target takes)."""
+    values = plain(node)
+    if not isinstance(values, Mapping):
+        raise ConfigError(key, f"expected a mapping with a _target_, not {values!r}")
+    target = load_target(values.get("_target_"), join(key, "_target_"))
+    check_value(values.get("_recursive_", True), bool, join(key, "_recursive_"))
+    check_arguments(target, {k: v for k, v in values.items() if not str(k).startswith("_")}, key, supplied=supplied,
+                    keywords=keywords)
+    return target
+
+
+def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
+    """The ``search`` node of a sampling search (every strategy but DARTS), checked."""
+    cfg = structured(SearchConfig, node, error=_error("search", "see conf/search/ for every strategy's keys"),
+                     label="search")
+    check_value(cfg.budget, int, "search.budget", minimum=1, hint="the number of distinct architectures to evaluate")
+    check_value(cfg.workers, int, "search.workers", minimum=1, hint="1 evaluates one candidate at a time")
+    if "_target_" not in cfg.strategy:
+        raise ConfigError("search.strategy._target_", "no strategy given", hint="pick one with +search=NAME")
+    check_target(cfg.strategy, "search.strategy", supplied=STRATEGY_SUPPLIED)
+    return cfg
+
+
+def objective_set(node: Any) -> ObjectiveSet:
+    """The ``objective`` node: only ``ObjectiveSet``'s fields, each readable (``params<=1e6``,
+    ``{name, direction}``)."""
+    values = plain(node)
+    if isinstance(values, Mapping) and "objectives" in values:  # (a bare {name, direction} is one objective)
+        check_keys("objective", values, [f.name for f in dataclasses.fields(ObjectiveSet)])
+    try:
+        return ObjectiveSet.coerce(values)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError("objective", f"cannot read the objectives: {err}",
+                          hint="e.g. objectives: [{name: accuracy, direction: max}], constraints: ['params<=1e6']"
+                          ) from err
+
+
+def check_space(node: Any) -> None:
+    values = plain(node)
+    if not isinstance(values, Mapping):
+        raise ConfigError("space", f"expected a mapping (arch, params), not {values!r}",
+                          hint="pick one with space=NAME")
+    check_keys("space", values, ("arch", "params"))
+    check_value(values.get("arch"), str, "space.arch", hint="the search space's .arch file")
+    check_value(values.get("params") or {}, Mapping[str, Any], "space.params",
+                hint="model parameter overrides, e.g. space.params.channels=8")
+
+
+def check_space_file(cfg: DictConfig) -> None:
+    """``arch=FILE`` with a search names the space file (conf/space/*.yaml read it through ``${arch_or:...}``);
+    given together with a different ``space.arch``, one of them would be ignored: refuse."""
+    arch, space_arch = cfg.get("arch"), cfg.space.get("arch")
+    if arch is not None and space_arch != arch:
+        raise ConfigError("arch", f"arch={arch} and space.arch={space_arch} both name the space to search",
+                          hint="give one: arch=FILE (or space.arch=FILE) picks the .arch file of the space")
+
+
+def check_profile(node: Any) -> None:
+    """``profile``: none, or a measurement whose extra keys are measurement Settings (compiler/profiling)."""
+    from compiler.profiling.measure import Settings
+
+    values = plain(node) or {}
+    if values.get("_target_"):
+        check_target(values, "profile", keywords=Settings)
+    else:
+        check_keys("profile", values, ())
+
+
+def check_run_config(cfg: DictConfig, *groups: str) -> None:
+    """``seed`` and the named groups (search, evaluator, objective, profile, space, dataset, trainer)."""
+    from search.data import check_dataset_config
+    from search.training import trainer_config
+
+    check_seed(cfg.get("seed"), "seed")
+    checks: dict[str, Callable[[Any], Any]] = {
+        "search": search_config, "objective": objective_set, "profile": check_profile, "space": check_space,
+        "evaluator": lambda node: check_target(node, "evaluator"), "dataset": check_dataset_config,
+        "trainer": trainer_config,
+    }
+    for group in groups:
+        checks[group](cfg.get(group))
+    if "space" in groups:
+        check_space_file(cfg)
+
+
+@contextmanager
+def refusals_named(key: str) -> Iterator[None]:
+    """Build an object from the config at ``key``: a constructor's refusal of its arguments (a ValueError, or an
+    OSError for a file it names) becomes a ConfigError naming the key, and Hydra's wrapping of it (or of a located
+    error) is taken off."""
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ArchError):
+            raise cause from None
+        if isinstance(cause, (ValueError, OSError)):
+            raise ConfigError(key, str(cause).splitlines()[0]) from err
+        raise
+    except (ValueError, OSError) as err:
+        raise ConfigError(key, str(err).splitlines()[0]) from err
+
+
+def build(node: Any, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node)`` with its refusals named (``refusals_named``)."""
+    with refusals_named(key):
+        return instantiate(node, _convert_="all", **kwargs)
