@@ -74,12 +74,7 @@ def objective_set(node: Any) -> ObjectiveSet:
     values = plain(node)
     if isinstance(values, Mapping) and "objectives" in values:  # (a bare {name, direction} is one objective)
         check_keys("objective", values, [f.name for f in dataclasses.fields(ObjectiveSet)])
-    try:
-        return ObjectiveSet.coerce(values)
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError("objective", f"cannot read the objectives: {err}",
-                          hint="e.g. objectives: [{name: accuracy, direction: max}], constraints: ['params<=1e6']"
-                          ) from err
+    return ObjectiveSet.coerce(values)  # a value it cannot read is an ArchError located at `objective`
 
 
 def check_space(node: Any) -> None:

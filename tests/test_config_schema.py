@@ -86,7 +86,7 @@ CASES = [  # (context, override, what the message starts with)
     ("search", "evaluator.early_stopping={min_epochs:0}", "evaluator.early_stopping: error: early stopping needs"),
     ("search", "evaluator.seed=-1", "evaluator.seed: error: must be >= 0"),
     ("search", "evaluator._target_=nonsense", "evaluator._target_: error: cannot load 'nonsense'"),
-    ("search", "objective.constraints=[abc]", "objective: error: cannot read the objectives: cannot read constraint"),
+    ("search", "objective.constraints=[abc]", "objective: error: bad objective config: cannot read constraint"),
     ("search", "+objective.constraint=[]", "objective.constraint: error: unknown key 'constraint'; did you mean"),
     ("search", "space.arch=123", "space.arch: error: expected a string, not 123"),
     ("search", "space.params=abc", "space.params: error: expected a mapping"),
