@@ -11,6 +11,11 @@ train mode (batch statistics), as the reference's freshly built networks do. ReL
 relu functions (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms), so a ReLU module
 used twice counts twice, like the reference's forward hooks. A network without ReLUs, or whose codes cannot tell
 two images apart, has a singular K and scores -inf.
+
+Only the ReLUs the network runs count. A NAS-Bench-201 cell whose branch is discarded (it reaches the output only
+through `none` edges) still computes that branch in the reference's models, and its ReLUs enter K there; the
+compiler removes such dead branches (same function), so they do not count here. The other proxies are unaffected
+(a discarded branch gets zero gradient).
 """
 from __future__ import annotations
 
