@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from compiler.api import CompileOptions  # noqa: E402
 from compiler.backends.supernet import build_supernet  # noqa: E402
-from compiler.profiling.measure import MemoryMeter, synchronize  # noqa: E402
+from compiler.backends.runtime.measure import MemoryMeter, synchronize  # noqa: E402
 from compiler.space import load_space_file  # noqa: E402
 from search.darts.memory import MIB, estimate  # noqa: E402
 

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compiler.profiling.measure import percentile, pinned  # noqa: E402
+from compiler.backends.runtime.measure import percentile, pinned  # noqa: E402
 
 LAUNCHES = 20       # tiny kernels per launch sample
 SPIN = 2000         # loop iterations per Python sample

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compiler.api import CompileOptions, compile_file  # noqa: E402
-from compiler.profiling.measure import Settings  # noqa: E402
-from compiler.profiling.optable import LatencyTable, fill_table, measure_compiled_ms  # noqa: E402
-from compiler.profiling.predictor import error_stats, predict_ms  # noqa: E402
+from compiler.backends.runtime.measure import Settings  # noqa: E402
+from search.profiling.optable import LatencyTable, fill_table, measure_compiled_ms  # noqa: E402
+from search.profiling.predictor import error_stats, predict_ms  # noqa: E402
 
 
 def example_models() -> list[Any]:

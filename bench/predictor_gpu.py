@@ -10,7 +10,7 @@ on CUDA at batch 1 and 256 in fp16 channels_last. Goal: within 3 %. Run-to-run s
 Part 2, latency predictor: N (>= 50) distinct random architectures of the mobilenet space
 (examples/spaces/mobilenet.arch: kernel 3/5/7, expansion 3/6 and depth per stage, width multiplier) at 224x224,
 or with --synthetic, generated MobileNetV2-like networks that vary kernel and expansion per block
-(compiler/profiling/synthetic.py). A per-op latency table is measured for all their ops (each distinct op once per
+(search/profiling/synthetic.py). A per-op latency table is measured for all their ops (each distinct op once per
 batch size), then every network is measured end to end with the harness and predicted from the table. Reported:
 MAPE (goal <= 10 %), median/max error, bias, Kendall tau; also, for information, the error after one scale factor
 fitted on the even-numbered networks (evaluated on the odd ones).
@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from profile_accuracy import HEADER, compare, example_files, format_row, summarize  # noqa: E402
 
 from compiler.api import compile_file, compile_source  # noqa: E402
-from compiler.profiling.measure import Settings  # noqa: E402
-from compiler.profiling.optable import LatencyTable, distinct_ops, fill_table, measure_compiled_ms  # noqa: E402
-from compiler.profiling.predictor import error_stats, predict_ms  # noqa: E402
-from compiler.profiling.synthetic import mobilenet_like, sample_space  # noqa: E402
+from compiler.backends.runtime.measure import Settings  # noqa: E402
+from search.profiling.optable import LatencyTable, distinct_ops, fill_table, measure_compiled_ms  # noqa: E402
+from search.profiling.predictor import error_stats, predict_ms  # noqa: E402
+from search.profiling.synthetic import mobilenet_like, sample_space  # noqa: E402
 
 SMOKE = {"device": "cpu", "dtype": "fp32", "threads": 1, "accuracy_batch_sizes": "1,2", "predictor_batch_sizes": "1",
          "examples": "resnet20", "repeats": 2, "archs": 3, "resolution": 32, "min_time": 0.05,

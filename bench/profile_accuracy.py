@@ -12,7 +12,7 @@ drift hits both alike). Printed: the median over repeats of each tool's median, 
 over the repeats), and the difference of the two (goal: within 5 % on the CPU, 3 % on CUDA); also the median of
 the repeats' paired differences, which a host drifting between fast and slow phases (seen on the GPU VMs: launch-
 bound models 1.5-1.9x slower for seconds at a time) leaves unbiased. --cpu N pins both tools to one core. Our harness is the
-in-process API, which runs the very code the generated profile.py embeds (compiler/profiling/measure.py).
+in-process API, which runs the very code the generated profile.py embeds (compiler/backends/runtime/measure.py).
 Needs only torch and this repository (lark, jinja2).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compiler.api import CompileResult, compile_file  # noqa: E402
-from compiler.profiling.measure import Settings, make_inputs, pinned, prepare_module, profile_module  # noqa: E402
+from compiler.backends.runtime.measure import Settings, make_inputs, pinned, prepare_module, profile_module  # noqa: E402
 
 
 def timer_median_ms(model: torch.nn.Module, x: torch.Tensor, settings: Settings) -> float:

@@ -50,7 +50,7 @@ def _interrupted(err: KeyboardInterrupt, where: str) -> int:
 
 
 def _where(cfg: DictConfig) -> str:
-    from compiler.tasks import output_dir
+    from compiler.run_dir import output_dir
     out = output_dir(cfg)
     if cfg.task.get("resumable"):
         return f": the run in {out} can be resumed with the same command"

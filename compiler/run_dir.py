@@ -111,3 +111,12 @@ class RunDirectory(Callback):
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """``out_dir`` if given (checked: a directory that can be written, created if need be), else Hydra's run (or
+    multirun job) directory."""
+    if cfg.get("out_dir"):
+        return check_out_dir(str(cfg.out_dir))
+    from hydra.core.hydra_config import HydraConfig
+    return Path(HydraConfig.get().runtime.output_dir)

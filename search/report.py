@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from compiler.backends.export import EXPORTERS
-from compiler.tasks import write_exports
+from search.tasks.common import write_exports
 from search.journal import atomic_write_json
 from search.objectives import FEASIBLE, ObjectiveSet, pareto_indices
 

@@ -98,8 +98,8 @@ def check_space_file(cfg: DictConfig) -> None:
 
 
 def check_profile(node: Any) -> None:
-    """``profile``: none, or a measurement whose extra keys are measurement Settings (compiler/profiling)."""
-    from compiler.profiling.measure import Settings
+    """``profile``: none, or a measurement whose extra keys are measurement Settings (search/profiling)."""
+    from compiler.backends.runtime.measure import Settings
 
     values = plain(node) or {}
     if values.get("_target_"):

@@ -233,7 +233,7 @@ def test_the_darts_supernet_leaves_the_auxiliary_head_out() -> None:
 
 
 def test_the_profiler_times_a_training_step_of_a_two_output_model() -> None:
-    from compiler.profiling import measure
+    from compiler.backends.runtime import measure
     model = compile_source(TWO_OUTPUTS).build()
     before = [p.detach().clone() for p in model.parameters()]
     quick = dict(device="cpu", threads=1, warmup=1, warmup_s=0.0, min_time_s=0.0, min_iters=2, max_iters=2)

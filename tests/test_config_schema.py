@@ -273,9 +273,9 @@ def _combinations(args: list[str]) -> list[list[str]]:
     return jobs
 
 
-TASK_GROUPS = {"search.search_task.search_task": ("search", "objective", "profile", "space", "evaluator"),
-               "search.darts.task.darts_task": ("objective", "profile", "space", "evaluator"),
-               "search.tasks_train.train_task": ("dataset", "trainer")}
+TASK_GROUPS = {"search.tasks.search.search_task": ("search", "objective", "profile", "space", "evaluator"),
+               "search.tasks.darts.darts_task": ("objective", "profile", "space", "evaluator"),
+               "search.tasks.train.train_task": ("dataset", "trainer")}
 
 
 @pytest.mark.parametrize("where,command", _examples(), ids=[f"{w}:{c[:40]}" for w, c in _examples()])
@@ -290,7 +290,7 @@ def test_every_example_in_conf_composes(where: str, command: str) -> None:
         groups = TASK_GROUPS.get(cfg.task._target_, ())
         if groups:
             check_run_config(cfg, *groups)
-        if cfg.task._target_ == "search.darts.task.darts_task":
+        if cfg.task._target_ == "search.tasks.darts.darts_task":
             darts_config(cfg.search)
     assert len(_examples()) >= 15
 
@@ -343,7 +343,7 @@ def test_cli_config_mistakes_exit_2_with_one_message(args: list[str], expected: 
 
 
 def test_declared_space_parameters_reach_the_space_and_null_keeps_the_file_s_default() -> None:
-    from search.search_task import build_space
+    from search.tasks.search import build_space
 
     def params_of(*overrides: str) -> int:
         cfg = compose_config("+search=random", "space=nb201", "space.params.cells=1", *overrides)

@@ -113,7 +113,7 @@ model m() {
 
 
 def test_a_per_op_latency_table_plugs_in_as_the_cost(tmp_path: Path) -> None:
-    from compiler.profiling.optable import OVERHEAD, LatencyTable, op_key
+    from search.profiling.optable import OVERHEAD, LatencyTable, op_key
     supernet = build_supernet(tiny_space("identity | conv(8, 3) | zero"))
     table = LatencyTable("test-device", {})
     table.put(OVERHEAD, 1, 0.5)

@@ -15,7 +15,7 @@ import torch
 
 from compiler.api import CompileResult, compile_file, compile_source
 from compiler.backends.harness import generate_harness, measure_source
-from compiler.profiling import measure
+from compiler.backends.runtime import measure
 from conftest import EXAMPLES
 
 FAST = ["--device", "cpu", "--threads", "1", "--warmup", "1", "--min-time", "0", "--min-iters", "2",

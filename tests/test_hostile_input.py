@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from compiler import ArchError, CompileOptions, compile_file, compile_source
 from compiler.ir.ops import load_op_modules
 from compiler.space import load_space
-from compiler.tasks import compile_options, model_params
+from search.tasks.common import compile_options, model_params
 from conftest import run_cli
 
 WIDTH_MODEL = "model m(width = 8) {\n  input x: [3, 8, 8]\n  output x -> conv(width * 2, 3)\n}\n"

@@ -133,7 +133,7 @@ def test_activation_memory_is_checked_before_building() -> None:
 
 
 def test_compile_task_builds_only_for_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from compiler.tasks import compile_task
+    from search.tasks.compile import compile_task
 
     built: list[str] = []
     original = CompileResult.build

@@ -12,13 +12,13 @@ from hydra import compose, initialize_config_dir
 from compiler.__main__ import CONFIG_DIR
 from compiler.api import CompileOptions, compile_file, compile_graph, compile_source
 from compiler.errors import ArchError
-from compiler.profiling.measure import Settings
-from compiler.profiling.optable import (OVERHEAD, LatencyTable, distinct_ops, fill_table, measure_compiled_ms,
+from compiler.backends.runtime.measure import Settings
+from search.profiling.optable import (OVERHEAD, LatencyTable, distinct_ops, fill_table, measure_compiled_ms,
                                         op_key, single_op_graph)
-from compiler.profiling.predictor import (LatencyPredictor, MissingEntries, error_stats, fit_scale,
+from search.profiling.predictor import (LatencyPredictor, MissingEntries, error_stats, fit_scale,
                                          held_out_calibration, kendall_tau, predict_ms)
-from compiler.profiling.synthetic import mobilenet_like, sample_space
-from compiler.profiling.task import profile_ops_task
+from search.profiling.synthetic import mobilenet_like, sample_space
+from search.tasks.profile_ops import profile_ops_task
 from conftest import EXAMPLES, run_cli
 
 NET = """
@@ -153,7 +153,7 @@ def test_predictor_measures_missing_ops_on_request(tmp_path: Path) -> None:
 
 
 def test_table_in_several_passes_keeps_each_figures_lowest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from compiler.profiling import optable
+    from search.profiling import optable
     # the overhead entry and relu: two entries, measured in three passes (each pass: overhead, then relu)
     figures = iter([{"ms": 3.0, "host_ms": 1.0}, {"ms": 9.0, "host_ms": 9.0}, {"ms": 2.0, "host_ms": 4.0},
                     {"ms": 8.0, "host_ms": 7.0}, {"ms": 5.0, "host_ms": 0.5}, {"ms": 9.5, "host_ms": 6.0}])

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from compiler.api import compile_source
-from compiler.profiling import measure
-from compiler.profiling.cache import ProfileCache, architecture_fingerprint, cache_key
-from compiler.profiling.profiler import MeasurementError, Profiler
+from compiler.backends.runtime import measure
+from search.profiling.cache import ProfileCache, architecture_fingerprint, cache_key
+from search.profiling.profiler import MeasurementError, Profiler
 
 NET = """
 model net(width = 8) {

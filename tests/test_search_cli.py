@@ -121,7 +121,7 @@ def test_space_is_specialised_only_through_parameters_it_declares(tmp_path: Path
 
     from omegaconf import OmegaConf
 
-    from search.search_task import build_space
+    from search.tasks.search import build_space
     arch = tmp_path / "no_classes.arch"
     arch.write_text("model s() { input x: [3, 32, 32]\n output x -> conv([4 | 8], 3) -> global_avgpool -> flatten }")
     data = SimpleNamespace(input_shape=(1, 8, 8), num_classes=10)

@@ -15,7 +15,7 @@ from compiler.space import load_space_file
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.strategies.random_search import RandomSearch
-from search.sweep_summary import JobSummary, collect, render
+from search.tasks.sweep_summary import JobSummary, collect, render
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_RUN = ["space=nb201", "evaluator=table", "search.progress=false", "task.export_best=false"]
@@ -59,7 +59,7 @@ def _search(capsys, *overrides: str) -> str:
     """`python -m compiler +search=... OVERRIDES` in this process (composed as Hydra does): what it prints."""
     from hydra import compose, initialize_config_dir
 
-    from search.search_task import search_task
+    from search.tasks.search import search_task
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
     capsys.readouterr()
@@ -98,7 +98,7 @@ def test_acc_params_changes_what_evolution_proposes(tmp_path, capsys):
 def test_darts_refuses_several_objectives(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from search.darts.task import darts_task
+    from search.tasks.darts import darts_task
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+search=darts", "objective=acc_params", f"out_dir={tmp_path}"])
     with pytest.raises(ArchError, match="DARTS descends one loss") as err:

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from compiler.errors import ArchError
 from search.data.digits import load_digits_splits
-from search.tasks_train import train_task
+from search.tasks.train import train_task
 from search.training.specialise import compile_for_data
 
 ROOT = Path(__file__).resolve().parents[1]

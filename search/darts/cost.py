@@ -7,7 +7,7 @@ each option; nested choices multiply their probabilities, so the figure is exact
 architecture drawn from the per-decision softmaxes. The search adds ``weight * E[cost]`` to the architecture loss.
 
 A node's cost comes from the IR analysis pass (parameters, MACs) or from a per-op latency table
-(``compiler.profiling.optable``, built by ``python -m compiler task=profile_ops``): any ``Node -> float`` fits.
+(``search.profiling.optable``, built by ``python -m compiler task=profile_ops``): any ``Node -> float`` fits.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class LatencyTableCost:
     predictor sums them). ``zero`` nodes cost nothing: derived networks drop those edges."""
 
     def __init__(self, path: str, batch_size: int = 1) -> None:
-        from compiler.profiling.optable import LatencyTable, op_key  # read-only use of the profiling package
+        from search.profiling.optable import LatencyTable, op_key  # read-only use of the profiling package
         try:
             self.table = LatencyTable.load(path)
         except (FileNotFoundError, ValueError) as err:
@@ -89,5 +89,5 @@ def build_penalty(supernet: Supernet, cfg: CostConfig) -> ExpectedCost:
         raise DartsConfigError("cost.table", f"the latency table has no batch-{cfg.batch_size} entry for "
                                f"{len(missing)} op(s) of the supernet: {shown}",
                                hint="build it for this space with `python -m compiler task=profile_ops` "
-                                    "(see compiler/profiling), or use cost.metric=macs")
+                                    "(see search/profiling), or use cost.metric=macs")
     return ExpectedCost(table, [len(r.options) for r in supernet.relaxed], cfg.normalize)

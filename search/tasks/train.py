@@ -15,7 +15,7 @@ from compiler.api import CompileOptions
 from compiler.config_values import check_value
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
-from compiler.tasks import export_formats, model_params, output_dir, write_exports
+from search.tasks.common import export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
 from search.schema import check_run_config
 from search.training import OK, seed_everything, train, trainer_config

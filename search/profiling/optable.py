@@ -24,8 +24,8 @@ import torch
 
 from compiler.api import CompileResult, compile_graph
 from compiler.ir.graph import Graph, Node, frozen
-from compiler.profiling.cache import device_fingerprint
-from compiler.profiling.measure import (DTYPES, Settings, make_inputs, percentile, pinned, prepare_module,
+from search.profiling.cache import device_fingerprint
+from compiler.backends.runtime.measure import (DTYPES, Settings, make_inputs, percentile, pinned, prepare_module,
                                         time_host_and_device, time_iterations)
 
 TABLE_VERSION = 2

@@ -14,14 +14,14 @@ from omegaconf import DictConfig
 from compiler.api import CompileResult, compile_file, compile_source
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
-from compiler.profiling.measure import Settings
-from compiler.profiling.options import check_profile_ops_options
-from compiler.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
-from compiler.profiling.predictor import error_stats, fit_scale, held_out_calibration, predict_ms
-from compiler.profiling.synthetic import mobilenet_like, sample_space
-from compiler.tasks import output_dir
+from compiler.backends.runtime.measure import Settings
+from search.tasks.profile_ops_options import check_profile_ops_options
+from search.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
+from search.profiling.predictor import error_stats, fit_scale, held_out_calibration, predict_ms
+from search.profiling.synthetic import mobilenet_like, sample_space
+from compiler.run_dir import output_dir
 
-log = logging.getLogger("compiler.profiling")
+log = logging.getLogger("search.profiling")
 DEFAULT_CPU_ROTATE_MB = 32.0
 
 

@@ -24,7 +24,7 @@ from compiler.backends.supernet import build_supernet
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space
-from compiler.tasks import export_formats, output_dir
+from search.tasks.common import export_formats, output_dir
 from search.darts.bilevel import BilevelSearch
 from search.darts.config import DartsConfig, darts_config
 from search.darts.cost import build_penalty
@@ -35,7 +35,7 @@ from search.evaluators.cost import CostEvaluator
 from search.report import write_report
 from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set
-from search.search_task import build_space
+from search.tasks.search import build_space
 from search.training import resolve_device, trainer_config
 from search.training.config import trainer_with_overrides
 

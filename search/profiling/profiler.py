@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from compiler.api import CompileResult, compile_graph
 from compiler.ir.graph import Graph
-from compiler.profiling.cache import ProfileCache, architecture_fingerprint, cache_key
-from compiler.profiling.measure import Settings, profile_module
+from search.profiling.cache import ProfileCache, architecture_fingerprint, cache_key
+from compiler.backends.runtime.measure import Settings, profile_module
 
 
 class MeasurementError(RuntimeError):

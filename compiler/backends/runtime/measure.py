@@ -1,12 +1,9 @@
-"""Latency and memory measurement of a built ``nn.Module``: the one timing loop of the project.
-
-The in-process profiler imports this module; the generated standalone ``profile.py`` embeds the text between the
-``harness:begin`` and ``harness:end`` markers verbatim (see ``compiler/backends/harness.py``), so both measure in
-exactly the same way. That section must therefore import only the standard library and torch.
-"""
-from __future__ import annotations
-
-# --- harness:begin ---
+# Latency and memory measurement of a built nn.Module: the one timing loop of the project.
+#
+# The in-process profiler (search/profiling) imports this module, and every generated profile.py includes this
+# file whole (compiler/backends/harness.py), so both measure in exactly the same way. It must therefore import
+# only the standard library and torch, and hold no docstring or `from __future__` import (it is pasted after
+# profile.py's own).
 import argparse
 import contextlib
 import gc
@@ -480,4 +477,3 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
     except ValueError as err:
         parser.error(str(err))
     return settings, args.json
-# --- harness:end ---

@@ -17,7 +17,7 @@ import torch
 
 from compiler.backends.printer import print_arch
 from compiler.ir.graph import Graph
-from compiler.profiling.measure import Settings, device_info
+from compiler.backends.runtime.measure import Settings, device_info
 
 
 def architecture_fingerprint(graph: Graph) -> str:

@@ -24,9 +24,9 @@ from typing import Sequence
 
 from compiler.api import CompileResult
 from compiler.ir.graph import Graph
-from compiler.profiling.measure import Settings
-from compiler.profiling.optable import OVERHEAD, LatencyTable, fill_table, op_key
-from compiler.profiling.profiler import as_compiled, make_settings
+from compiler.backends.runtime.measure import Settings
+from search.profiling.optable import OVERHEAD, LatencyTable, fill_table, op_key
+from search.profiling.profiler import as_compiled, make_settings
 
 
 class MissingEntries(LookupError):

@@ -12,7 +12,7 @@ from compiler.api import CompileOptions, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
-from compiler.tasks import export_formats, output_dir
+from search.tasks.common import export_formats, output_dir
 from search.loop import SearchLoop
 from search.parallel import Context, visible_gpus
 from search.report import headline_metrics, write_report

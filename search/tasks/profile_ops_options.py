@@ -13,7 +13,7 @@ CLOCKS = ("wall", "thread")
 
 @dataclass
 class ProfileOpsOptions:
-    _target_: str = "compiler.profiling.task.profile_ops_task"
+    _target_: str = "search.tasks.profile_ops.profile_ops_task"
     archs: list[str] = field(default_factory=lambda: ["examples/*.arch"])
     space: Optional[str] = None
     space_samples: int = 10
