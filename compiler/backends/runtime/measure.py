@@ -317,7 +317,9 @@ class MemoryMeter:
         if self.device.type == "cuda":
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
         else:
-            self.peak_bytes = max(0, _peak_rss_bytes() - self._base)
+            # The current RSS bounds the peak from below: some kernels (gVisor) do not raise the peak
+            # mark again after it was reset, so the mark alone can read below the block's live memory.
+            self.peak_bytes = max(0, _peak_rss_bytes() - self._base, _rss_bytes() - self._base)
 
 
 # ---- one model ----------------------------------------------------------------------------------
