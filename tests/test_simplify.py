@@ -6,7 +6,8 @@ import torch
 
 from compiler import ArchError, compile_source
 from compiler.ir.graph import Graph, Node, frozen
-from compiler.ir.ops import Lowering, OpRegistry, register_op
+from compiler.backends.lowerings import Lowering
+from compiler.ir.ops import OpRegistry, register_op
 from compiler.passes.dce import EliminateDeadCode
 from compiler.passes.simplify import Simplify
 
