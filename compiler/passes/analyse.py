@@ -7,16 +7,21 @@ runs); ``inference_params`` and ``inference_macs`` leave out the auxiliary, trai
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 from compiler.ir.graph import Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.passes.base import COSTS, SHAPES
 
 
+@dataclass(frozen=True)
 class AnalyseCosts:
-    name = "analyse"
-
-    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
-        self.registry = registry
+    name: ClassVar[str] = "analyse"
+    requires: ClassVar[tuple[str, ...]] = (SHAPES,)
+    provides: ClassVar[tuple[str, ...]] = (COSTS,)
+    invalidates: ClassVar[tuple[str, ...]] = ()
+    registry: OpRegistry = REGISTRY
 
     def apply(self, graph: Graph) -> Graph:
         nodes = []
