@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from compiler.api import CompileResult
 from compiler.space import load_space_file
 
@@ -100,7 +102,7 @@ def sample_space(path: str | Path, count: int, seed: int = 0, **params: object) 
     space = load_space_file(str(path), **params)
     if space.size < count:
         raise ValueError(f"the space in {path} holds {space.size} architectures, fewer than the {count} asked for")
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     genotypes: list[tuple[int, ...]] = []
     while len(genotypes) < count:
         genotype = space.random_genotype(rng)

@@ -46,14 +46,16 @@ def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space
 WORKER_KEYS = ("ops", "objective", "evaluator", "space", "profile")  # what a worker needs of the config
 
 
-def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False) -> Context:
+def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None
+                       ) -> Context:
     """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
-    resolved copy of the config (``worker_config``), by every parallel worker, the same way."""
+    resolved copy of the config (``worker_config``), by every parallel worker, the same way. A worker receives the
+    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here)."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     load_op_modules(cfg.get("ops") or [])
     objectives = objective_set(cfg.objective)
     evaluator = build(cfg.evaluator, "evaluator")
-    space = build_space(cfg, evaluator, validate=validate)
+    space = space if space is not None else build_space(cfg, evaluator, validate=validate)
     profile = cfg.get("profile")
     measurements = [build(profile, "profile")] if profile and profile.get("_target_") else []
     return Context(space, evaluator, objectives, measurements)
@@ -102,7 +104,7 @@ def search_task(cfg: DictConfig) -> int:
     start = time.perf_counter()
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None,
+                      worker_context=partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 else None,
                       devices=gpus)
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
     summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
