@@ -17,7 +17,8 @@ _PUBLIC = {
     "CompileOptions": "compiler.api", "CompileResult": "compiler.api", "compile_file": "compiler.api",
     "compile_graph": "compiler.api", "compile_source": "compiler.api", "parse_graph": "compiler.api",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = ["ArchError", "Arg", "CompileOptions", "CompileResult", "Lowering", "ShapeError", "Span", "compile_file",
+           "compile_graph", "compile_source", "parse_graph", "register_op", "torch_call"]   # = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
     from compiler.api import CompileOptions, CompileResult, compile_file, compile_graph, compile_source, parse_graph

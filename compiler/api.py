@@ -20,7 +20,8 @@ from compiler.frontend.resolve import resolve
 from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
 from compiler.ir.graph import Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
-from compiler.limits import DEFAULT_LIMITS, Limits, check_build, limit_error
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
+from compiler.passes.analyse import check_build
 from compiler.passes.base import PassManager
 from compiler.passes.pipeline import DEFAULT_PASSES, build_pipeline, check_passes
 

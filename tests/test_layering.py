@@ -35,3 +35,9 @@ def test_the_builtin_ops_have_semantics_without_the_backend_and_lowerings_with_i
             "'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["True", "True", "True"]
+
+
+def test_the_package_lists_what_it_exports() -> None:
+    import compiler
+    assert compiler.__all__ == sorted(compiler._PUBLIC)
+    assert all(getattr(compiler, name) is not None for name in compiler.__all__)
