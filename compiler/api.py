@@ -17,7 +17,6 @@ from compiler.frontend.evaluate import Chooser
 from compiler.frontend.expand import Expander, Relaxer
 from compiler.frontend.parser import parse
 from compiler.frontend.resolve import resolve
-from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
 from compiler.ir.graph import Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
 from compiler.limits import DEFAULT_LIMITS, Limits, limit_error

@@ -16,10 +16,10 @@ from compiler.frontend.sites import SiteKey, choice_nodes, space_decisions
 from compiler.ir.graph import Graph
 from compiler.ir.space import Decision, Genotype, Space
 
-__all__ = ["Decision", "Genotype", "Space", "SpaceProgram", "load_space", "load_space_file"]
+__all__ = ["Decision", "Genotype", "Space", "ArchCompiler", "load_space", "load_space_file"]
 
 
-class SpaceProgram:
+class ArchCompiler:
     """Genotype -> IR -> CompileResult for a space loaded from an .arch file (``Space.compiler``). It holds
     nothing (the program is in the Space), so a Space pickles with it."""
 
@@ -68,7 +68,7 @@ def load_space(text: str, filename: str = "<string>", *, options: CompileOptions
     except ArchError as err:
         raise err.with_source(text) from None
     name = next(d.name for d in module.definitions if d.kind == "model")
-    return Space(decisions, name, _SiteTable(sites, module), module, text, dict(params), options, SpaceProgram())
+    return Space(decisions, name, _SiteTable(sites, module), module, text, dict(params), options, ArchCompiler())
 
 
 def load_space_file(path: str, **kwargs: Any) -> Space:

@@ -16,9 +16,8 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from compiler.ir import builtin_ops  # noqa: F401  (the built-in ops exist before their lowerings are added)
 from compiler.ir.graph import Shape
-from compiler.ir.ops import REGISTRY, Attrs, OpRegistry
+from compiler.ir.ops import REGISTRY, Attrs, OpRegistry  # importing compiler.ir registers the built-in ops first
 
 
 @dataclass(frozen=True)
