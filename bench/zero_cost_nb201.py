@@ -42,7 +42,6 @@ from search.evaluators.train import candidate_seed  # noqa: E402
 from search.proxies import PROXIES, RankEnsemble, check_names, kendall, measure_proxies, spearman  # noqa: E402
 from search.proxies.registry import plan  # noqa: E402
 from search.proxies.ensemble import DEFAULT_ENSEMBLE  # noqa: E402
-from search.space import genotype_at, index_of, size  # noqa: E402
 
 SHARED = Path(os.environ.get("AUTOML_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SPACE_FILE = ROOT / "examples" / "spaces" / "nb201.arch"
@@ -54,9 +53,9 @@ CACHE_VERSION = 2                               # bump when a proxy's definition
 # ---- the sample, the networks, the minibatch -------------------------------------------------------------------
 def sample_cells(n: int | None, seed: int) -> list[str]:
     """``n`` distinct benchmark strings in a seeded random order (all of them when ``n`` is None)."""
-    total = size(nb201.SPACE)
+    total = nb201.SPACE.size
     order = np.random.default_rng(seed).permutation(total)[: total if n is None else n]
-    return [nb201.genotype_to_string(genotype_at(nb201.SPACE, int(i))) for i in order]
+    return [nb201.genotype_to_string(nb201.SPACE.genotype_at(int(i))) for i in order]
 
 
 def space_genotype(space: Space, arch: str) -> tuple[int, ...]:
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--proxies/--ensemble: {err}") from err
     accuracy_of = load_table(str(args.table))["accuracy"]
     cells = sample_cells(None if args.all else args.n, args.seed)
-    accuracy = np.array([accuracy_of[index_of(nb201.SPACE, nb201.string_to_genotype(a))] for a in cells])
+    accuracy = np.array([accuracy_of[nb201.SPACE.index_of(nb201.string_to_genotype(a))] for a in cells])
     print(f"{len(cells)} NAS-Bench-201 cells (sample seed {args.seed}), batch {args.batch_size}, score seed "
           f"{args.score_seed}, {args.device}; {machine()}", flush=True)
 

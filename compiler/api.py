@@ -17,16 +17,12 @@ from compiler.frontend.evaluate import Chooser
 from compiler.frontend.expand import Expander, Relaxer
 from compiler.frontend.parser import parse
 from compiler.frontend.resolve import resolve
-from compiler.ir import builtin_ops  # noqa: F401  (registers the built-in ops)
 from compiler.ir.graph import Graph
 from compiler.ir.ops import REGISTRY, OpRegistry
-from compiler.limits import DEFAULT_LIMITS, Limits, check_build, limit_error
-from compiler.passes.analyse import AnalyseCosts
+from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
+from compiler.passes.analyse import check_build
 from compiler.passes.base import PassManager
-from compiler.passes.dce import EliminateDeadCode
-from compiler.passes.shapes import InferShapes
-from compiler.passes.simplify import Simplify
-from compiler.passes.verify import Verify, verify
+from compiler.passes.pipeline import DEFAULT_PASSES, build_pipeline, check_passes
 
 
 @dataclass(frozen=True)
@@ -35,10 +31,12 @@ class CompileOptions:
     debug: bool = False                        # verify the IR after every pass
     registry: OpRegistry = REGISTRY
     limits: Limits = DEFAULT_LIMITS            # resource limits (compiler/limits.py)
+    passes: Sequence[str] = DEFAULT_PASSES     # the IR -> IR passes, by name (compiler/passes/pipeline.py)
 
     def __post_init__(self) -> None:
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", input_shape_of(self.input_shape))
+        object.__setattr__(self, "passes", check_passes(self.passes))
         if not isinstance(self.limits, Limits):
             raise TypeError(f"CompileOptions.limits must be a compiler.limits.Limits, got {self.limits!r}")
 
@@ -57,11 +55,8 @@ def input_shape_of(value: Any) -> tuple[int, ...]:
 
 
 def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
-    """The IR -> IR passes every model goes through before code generation."""
-    reg = options.registry
-    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(reg), EliminateDeadCode(warn=False),
-                        AnalyseCosts(reg)],
-                       debug=options.debug, verifier=lambda g: verify(g, reg))
+    """The IR -> IR passes every model goes through before code generation (``options.passes``)."""
+    return build_pipeline(options.passes, options.registry, options.debug)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from compiler.errors import ArchError, Span
-from compiler.ir.graph import Graph, Node
 
 
 @dataclass(frozen=True)
@@ -99,27 +98,3 @@ def limit_error(limits: Limits, name: str, message: str, span: Span | None, sour
     current = getattr(limits, name)
     shown = f"{current:,}" if isinstance(current, int) else f"{current:g}"
     return ArchError(f"{message} (limit {name} = {shown})", span, source, limits.hint(name, needed))
-
-
-def _largest(graph: Graph, key: Any) -> Node:
-    return max((n for n in graph.nodes if n.op != "input"), key=key, default=graph.nodes[0])
-
-
-def check_build(graph: Graph, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Before any weights exist: refuse a model whose parameters or activations exceed the limits.
-
-    ``graph`` must have been through the cost analysis (``meta['params']``, ``meta['activation_elements']``).
-    The error points at the layer that contributes most.
-    """
-    params = int(graph.meta.get("params", 0))
-    if params > limits.max_params:
-        node = _largest(graph, lambda n: n.meta.get("params", 0))
-        raise limit_error(limits, "max_params", f"the model has {params:,} parameters ({params * 4 / 2**30:,.1f} "
-                          f"GiB in fp32), too many to build; the largest layer is '{node.name}' with "
-                          f"{int(node.meta.get('params', 0)):,}", node.span, needed=params)
-    activation_mb = int(graph.meta.get("activation_elements", 0)) * 4 / 2**20
-    if activation_mb > limits.max_activation_mb:
-        node = _largest(graph, lambda n: math.prod(n.meta.get("shape", ())))
-        raise limit_error(limits, "max_activation_mb", f"the model's activations take {activation_mb:,.0f} MiB per "
-                          f"sample in fp32, too much to run; the largest is '{node.name}' with shape "
-                          f"{list(node.meta.get('shape', ()))}", node.span, needed=math.ceil(activation_mb))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from search.space import Genotype, check_genotype, enumerate_genotypes, neighbours, random_genotype, size
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 MAX_ENUMERATED = 1 << 20      # enumerate the unevaluated genotypes only of spaces this small
@@ -55,7 +55,7 @@ class BudgetedSearch:
 
     @property
     def exhausted(self) -> bool:
-        return len(self.cache) + len(self.pending) >= size(self.strategy.space)
+        return len(self.cache) + len(self.pending) >= self.strategy.space.size
 
     def done(self) -> bool:
         return (self.budget is not None and self.spent + len(self.pending) >= self.budget) or self.exhausted
@@ -65,7 +65,7 @@ class BudgetedSearch:
         if self.done():
             return None
         for _ in range(self.max_repeats):
-            genotype = check_genotype(self.strategy.space, self.strategy.ask())
+            genotype = self.strategy.space.check_genotype(self.strategy.ask())
             if genotype in self.cache:
                 self.repeats += 1
                 self.strategy.tell(genotype, self.cache[genotype])  # free: the result is known
@@ -79,7 +79,7 @@ class BudgetedSearch:
 
     def record(self, genotype: Genotype, metrics: Mapping[str, Any]) -> None:
         """Store and charge one evaluation, then tell the strategy."""
-        genotype = check_genotype(self.strategy.space, genotype)
+        genotype = self.strategy.space.check_genotype(genotype)
         if genotype in self.cache:
             raise ValueError(f"genotype {genotype} was already evaluated in this run")
         self.pending.discard(genotype)
@@ -92,16 +92,16 @@ class BudgetedSearch:
     def _fresh(self) -> Genotype:
         space = self.strategy.space
         if self.strategy.best is not None:
-            around = [g for g in neighbours(space, self.strategy.best[0]) if self._unseen(g)]
+            around = [g for g in space.neighbours(self.strategy.best[0]) if self._unseen(g)]
             if around:
                 return around[int(self.rng.integers(len(around)))]
         for _ in range(RANDOM_TRIES):
-            genotype = random_genotype(space, self.rng)
+            genotype = space.random_genotype(self.rng)
             if self._unseen(genotype):
                 return genotype
-        if size(space) > MAX_ENUMERATED:
+        if space.size > MAX_ENUMERATED:
             raise SpaceExhausted(f"no unevaluated genotype found in {RANDOM_TRIES} random draws")
-        unseen = [g for g in enumerate_genotypes(space) if self._unseen(g)]
+        unseen = [g for g in space.genotypes() if self._unseen(g)]
         if not unseen:
             raise SpaceExhausted("every genotype of the space has been evaluated")
         return unseen[int(self.rng.integers(len(unseen)))]

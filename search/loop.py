@@ -29,7 +29,7 @@ from search.objectives import FEASIBLE, ObjectiveSet
 from search.parallel import (Context, Evaluator, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker,
                              make_pool)
 from search.run_config import config_changes
-from search.space import Genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 log = logging.getLogger("search")

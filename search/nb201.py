@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from search.space import Decision, DiscreteSpace, Genotype, SimpleSpace, check_genotype
+from compiler.ir.space import Decision, Genotype, Space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node) in string order
-SPACE = SimpleSpace(tuple(Decision(f"node{j}<-{i}", OPS) for j, i in EDGES))
+SPACE = Space.of([Decision(f"node{j}<-{i}", OPS) for j, i in EDGES], "nb201")
 _OP_INDEX = {op: k for k, op in enumerate(OPS)}
 
 
 def genotype_to_string(genotype: Sequence[int]) -> str:
-    genotype = check_genotype(SPACE, genotype)
+    genotype = SPACE.check_genotype(genotype)
     groups, k = [], 0
     for node in (1, 2, 3):
         groups.append("|" + "|".join(f"{OPS[genotype[k + i]]}~{i}" for i in range(node)) + "|")
@@ -49,17 +49,17 @@ def string_to_genotype(arch: str) -> Genotype:
     return tuple(values)
 
 
-def option_labels_match(space: DiscreteSpace) -> bool:
+def option_labels_match(space: Space) -> bool:
     """True when ``space`` has the six NAS-Bench-201 edges with exactly the benchmark's ops as options."""
     decisions = list(space.decisions)
     return len(decisions) == len(EDGES) and all(set(map(str, d.options)) == set(OPS) for d in decisions)
 
 
-def to_nb201_genotype(space: DiscreteSpace, genotype: Sequence[int]) -> Genotype:
+def to_nb201_genotype(space: Space, genotype: Sequence[int]) -> Genotype:
     """Map a genotype of any space whose decisions are the NAS-Bench-201 edges (in string order) to ours, by
     option *label*, so a space may list the ops in another order."""
     if not option_labels_match(space):
         raise ValueError("this space is not the NAS-Bench-201 cell space: it needs 6 decisions (the edges in "
                          f"string order), each with the options {', '.join(OPS)}")
-    genotype = check_genotype(space, genotype)
+    genotype = space.check_genotype(genotype)
     return tuple(_OP_INDEX[str(d.options[v])] for d, v in zip(space.decisions, genotype))

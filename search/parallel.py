@@ -8,8 +8,9 @@ checkpoint can list the candidates in flight so that a killed run resumes exactl
 
 Workers are started with ``spawn`` (CUDA cannot be used in forked children); on a machine with several GPUs each
 worker gets one (``CUDA_VISIBLE_DEVICES``, in turn), so N workers train on N GPUs. Each builds its evaluation context
-once, from a picklable factory (a ``functools.partial`` of a module-level function): a compiled space holds op
-registrations that do not pickle, so each worker rebuilds it from the configuration, as the main process did.
+once, from a picklable factory (a ``functools.partial`` of a module-level function). The search task's factory
+carries the main process's Space, pickled (the op registry travels by reference: the worker imports the configured
+op modules before it compiles anything), and builds the evaluator from the configuration.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from torch import nn
 import compiler
 from compiler.api import load_source
 from compiler.backends.pytorch import in_place_nodes
-from compiler.ir.builtin_ops import nn_call
+from compiler.backends.lowerings import nn_call
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"

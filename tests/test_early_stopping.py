@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pytest
 
 from compiler.space import load_space_file
@@ -64,7 +65,7 @@ def test_evaluator_stops_a_candidate_behind_the_earlier_ones_and_records_its_cur
     space = load_space_file(str(SPACE))
     evaluator = TrainEvaluator(DIGITS, search_overrides=QUICK_TRAIN,
                                early_stopping={"min_epochs": 2, "min_candidates": 2})
-    genotype = space.random_genotype(__import__("random").Random(0))
+    genotype = space.random_genotype(np.random.default_rng(0))
     normal = TrainEvaluator(DIGITS, search_overrides=QUICK_TRAIN)(genotype, space)
     assert len(normal["val_curve"]) == 3 and "stopped_epoch" not in normal
     for _ in range(2):  # two earlier candidates that were perfect from the first epoch

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pytest
 
 from compiler import ArchError, compile_source
@@ -118,7 +119,7 @@ def time_bound(seconds: float) -> Iterator[None]:
 def compile_space(text: str, filename: str) -> None:
     space = load_space(text, filename)
     if space.decisions:
-        space.compile(space.random_genotype(random.Random(len(text))))
+        space.compile(space.random_genotype(np.random.default_rng(len(text))))
     else:
         space.compile(())
 

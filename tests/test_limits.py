@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from compiler import ArchError, CompileOptions, compile_source
 from compiler.api import CompileResult, read_source
-from compiler.limits import DEFAULT_LIMITS, Limits, check_build
+from compiler.limits import DEFAULT_LIMITS, Limits
+from compiler.passes.analyse import check_build
 from compiler.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,3 +181,35 @@ def _stack() -> list[object]:
         frames.append(frame)
         frame = frame.f_back
     return frames
+
+
+# ---- the limits reach every task that compiles ---------------------------------------------------------------
+SMALL_NET = """model small(num_classes = 10, in_channels = 1) {
+    input x: [in_channels, 8, 8]
+    output x -> conv(4, 3) -> bn -> relu -> flatten -> linear(num_classes)
+}
+"""
+TASKS = {  # the cheapest run of each task
+    "compile": ["arch={arch}"],
+    "train": ["task=train", "arch={arch}", "trainer.budget.steps=1", "trainer.progress=false"],
+    "search": ["+search=random", "search.budget=1", "search.progress=false", "task.export_best=false",
+               "evaluator=cost"],
+    "darts": ["+search=darts", "search.epochs=1", "search.progress=false"],
+    "profile_ops": ["task=profile_ops", "device=cpu", "task.archs=[{arch}]", "task.synthetic=0", "task.report=false"],
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_tiny_layer_limit_from_the_config_is_refused_by_every_task(task: str, tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from compiler.config_values import load_target
+    arch = tmp_path / "small.arch"
+    arch.write_text(SMALL_NET)
+    overrides = [o.format(arch=arch) for o in TASKS[task]] + ["limits.max_layers=3", f"out_dir={tmp_path / 'out'}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with pytest.raises(ArchError) as info:
+        load_target(cfg.task._target_, "task._target_")(cfg)
+    assert "more than 3 layers" in info.value.message and "(limit max_layers = 3)" in info.value.message
+    assert "limits.max_layers=" in info.value.hint

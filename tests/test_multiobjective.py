@@ -11,12 +11,12 @@ from compiler.errors import ArchError
 from search.budget import BudgetedSearch, run_search
 from search.objectives import FAILED, FEASIBLE, INFEASIBLE, Fitness, ObjectiveSet, hypervolume_2d, pareto_indices
 from search.report import best_record
-from search.space import SimpleSpace
+from compiler.ir.space import Space
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "search").glob("*.yaml")
                  if "strategy" in OmegaConf.load(p).search)
-SPACE = SimpleSpace.from_sizes(4, 3, 5, 2, 4)
+SPACE = Space.from_sizes(4, 3, 5, 2, 4)
 RANKED = ObjectiveSet.coerce({"objectives": ["accuracy", "min:params"], "scalarize": "ranked"})
 WEIGHTED = ObjectiveSet.coerce({"objectives": [{"name": "accuracy"},
                                                {"name": "params", "direction": "min", "weight": 0.1}],

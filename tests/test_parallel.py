@@ -3,13 +3,16 @@ recorded in proposal order whatever finishes first, exact resume with candidates
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import time
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from compiler.space import load_space_file
 from conftest import run_cli
@@ -20,6 +23,7 @@ from search.objectives import ObjectiveSet
 from search.parallel import Context, visible_gpus
 from search.strategies.evolution import RegularizedEvolution
 from search.strategies.random_search import RandomSearch
+from search.tasks.search import evaluation_context, worker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = str(ROOT / "examples" / "spaces" / "nb201.arch")
@@ -175,3 +179,22 @@ def test_cli_two_workers_give_the_one_worker_history_and_measured_latency_is_ref
     assert "latency would be timed while other workers train on the same machine" in refused.stderr
     assert "search.workers=2 with profile=cpu:" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "timed" / "history.jsonl").exists()
+
+
+def _compile_in_worker(factory, genotype):  # noqa: ANN001, ANN202
+    return factory().space.compile(genotype).source
+
+
+def test_a_worker_receives_the_space_pickled_and_compiles_a_users_op(tmp_path: Path) -> None:
+    arch = tmp_path / "u.arch"
+    arch.write_text("model m() { input x: [4, 4, 4]\n output x -> [channel_shuffle(2) | identity] -> flatten -> "
+                    "linear(10) }")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+search=random", f"space.arch={arch}", "evaluator=cost",
+                                           "ops=[examples.custom_ops]"])
+    space = evaluation_context(cfg).space
+    factory = partial(evaluation_context, worker_config(cfg), space=space)
+    arch.unlink()  # the worker does not read the file again: it gets the main process's space
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        source = pool.submit(_compile_in_worker, factory, (0,)).result(timeout=120)
+    assert source == space.compile((0,)).source and "unflatten(1, (2, -1))" in source

@@ -10,7 +10,7 @@ from search import nb201
 from search.budget import BudgetedSearch, run_search
 from search.evaluators.table import TableEvaluator
 from search.objectives import ObjectiveSet, pareto_indices
-from search.space import SimpleSpace, mutate, neighbours, random_genotype, size
+from compiler.ir.space import Space
 from search.strategies import STRATEGIES, build_strategy, strategy_class
 from search.strategies.base import Strategy
 
@@ -19,7 +19,7 @@ NB201_CSV = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
 # the ask/tell strategies (darts is one-shot: a task of its own, tested in test_darts.py)
 CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "search").glob("*.yaml")
                  if "strategy" in OmegaConf.load(p).search)
-SMALL = SimpleSpace.from_sizes(4, 3, 5, 2, 4)  # 480 genotypes
+SMALL = Space.from_sizes(4, 3, 5, 2, 4)  # 480 genotypes
 TARGET = (3, 0, 2, 1, 1)
 
 
@@ -37,13 +37,13 @@ def build(name, space=SMALL, seed=0, objectives="accuracy"):
 
 def test_space_helpers():
     rng = np.random.default_rng(0)
-    assert size(SMALL) == 480
-    g = random_genotype(SMALL, rng)
-    around = neighbours(SMALL, g)
+    assert SMALL.size == 480
+    g = SMALL.random_genotype(rng)
+    around = SMALL.neighbours(g)
     assert len(around) == sum(n - 1 for n in (4, 3, 5, 2, 4)) and len(set(around)) == len(around)
     assert all(sum(a != b for a, b in zip(g, n)) == 1 for n in around)
     for _ in range(50):
-        assert mutate(SMALL, g, rng) in around
+        assert SMALL.mutate(g, rng) in around
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -79,7 +79,7 @@ def test_resume_gives_the_same_future(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_failed_candidates_rank_last(name):
-    failing = {g for g in (random_genotype(SMALL, np.random.default_rng(s)) for s in range(100))}
+    failing = {g for g in (SMALL.random_genotype(np.random.default_rng(s)) for s in range(100))}
 
     def evaluate(g):
         return {"status": "failed", "error": "OOM"} if g in failing or g == TARGET else toy(g)
@@ -108,7 +108,7 @@ class Stubborn(Strategy):
 
 
 def test_budget_wrapper_answers_repeats_from_cache_and_exhausts_the_space():
-    space = SimpleSpace.from_sizes(2, 3)
+    space = Space.from_sizes(2, 3)
     calls = []
 
     def evaluate(g):
@@ -119,7 +119,7 @@ def test_budget_wrapper_answers_repeats_from_cache_and_exhausts_the_space():
     history = run_search(Stubborn(space), evaluate, budget=100, max_repeats=5)
     assert sorted(calls) == sorted(r.genotype for r in history) and len(set(calls)) == 6  # all, each once
     assert history[0].genotype == (0, 0)
-    assert history[1].genotype in neighbours(space, (0, 0))  # fallback: a neighbour of the best so far
+    assert history[1].genotype in space.neighbours((0, 0))  # fallback: a neighbour of the best so far
     assert search.next() == (0, 0) and search.next() != (0, 0)
 
 
@@ -132,7 +132,7 @@ def test_budget_wrapper_rejects_double_records():
 
 
 def test_nsga2_approaches_the_pareto_front():
-    space = SimpleSpace.from_sizes(6, 6, 6)
+    space = Space.from_sizes(6, 6, 6)
 
     def evaluate(g):  # accuracy grows with size, params too: a trade-off
         return {"accuracy": float(sum(g)) - 0.3 * (g[0] - g[1]) ** 2, "params": float(g[0] + g[1] + g[2]) ** 2,
@@ -152,7 +152,7 @@ def test_load_state_checks_strategy_and_space():
     with pytest.raises(ValueError, match="belongs to strategy 'RegularizedEvolution'"):
         build("random").load_state_dict(state)
     with pytest.raises(ValueError, match="another search space"):
-        build("evolution", space=SimpleSpace.from_sizes(2, 2)).load_state_dict(state)
+        build("evolution", space=Space.from_sizes(2, 2)).load_state_dict(state)
 
 
 def test_registry_names_every_class_and_explains_unknown_names():

@@ -5,14 +5,14 @@ import pytest
 from compiler.errors import ArchError
 from search import nb201
 from search.evaluators.table import TableEvaluator, load_table
-from search.space import Decision, SimpleSpace, enumerate_genotypes
+from compiler.ir.space import Decision, Space
 
 NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201-cifar10.csv"
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
 def test_string_genotype_round_trip_over_the_whole_space():
-    strings = {nb201.genotype_to_string(g) for g in enumerate_genotypes(nb201.SPACE)}
+    strings = {nb201.genotype_to_string(g) for g in nb201.SPACE.genotypes()}
     assert len(strings) == 15625
     for g in [(0,) * 6, (4,) * 6, (3, 3, 4, 1, 3, 1)]:
         assert nb201.string_to_genotype(nb201.genotype_to_string(g)) == g
@@ -65,13 +65,13 @@ def test_table_is_loaded_once():
 
 def test_space_with_other_option_order_is_mapped_by_label():
     reordered = tuple(reversed(nb201.OPS))
-    space = SimpleSpace(tuple(Decision(f"e{i}", reordered) for i in range(6)))
+    space = Space.of([Decision(f"e{i}", reordered) for i in range(6)])
     evaluator = TableEvaluator(NB201_CSV)
     ours = (3, 3, 4, 1, 3, 1)
     theirs = tuple(reordered.index(nb201.OPS[v]) for v in ours)
     assert evaluator(theirs, space)["accuracy"] == pytest.approx(0.9366)
     with pytest.raises(ValueError, match="not the NAS-Bench-201 cell space"):
-        evaluator((0, 0), SimpleSpace.from_sizes(5, 5))
+        evaluator((0, 0), Space.from_sizes(5, 5))
 
 
 def test_partial_table_reports_missing_rows_as_failed(tmp_path):

@@ -9,9 +9,11 @@ from typing import Iterable, Sequence
 
 import jinja2
 
+from compiler.backends.lowerings import Lowering  # also adds the built-in ops' lowerings to the registry
 from compiler.backends.names import class_name, python_name
+from compiler.errors import ArchError
 from compiler.ir.graph import Graph, Node
-from compiler.ir.ops import REGISTRY, Lowering, OpRegistry
+from compiler.ir.ops import REGISTRY, OpRegistry
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -63,6 +65,15 @@ def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
         if producer.fresh_output and not producer.activation and uses[first] == 1 and first not in outputs:
             result.add(node.name)
     return result
+
+
+def lower_node(node: Node, registry: OpRegistry = REGISTRY) -> Lowering:
+    """The node's lowering, from its op's registration."""
+    spec = registry[node.op]
+    if spec.lower is None:
+        raise ArchError(f"op '{node.op}' has no PyTorch lowering", node.span,
+                        hint=f"its register_op call ({spec.module or 'unknown module'}) needs lower=...")
+    return spec.lower(node.attrs, node.meta["input_shapes"], node.shape)
 
 
 def _with_inplace(constructor: str) -> str:
@@ -163,7 +174,7 @@ def lower_graph(graph: Graph, registry: OpRegistry = REGISTRY, reserved: Iterabl
             guarded = not guarded
             if guarded:
                 forward_lines.append("        if self.training:  # layers of the auxiliary outputs only")
-        lowering = registry[node.op].lower(node.attrs, node.meta["input_shapes"], node.shape)
+        lowering = lower_node(node, registry)
         module_ref = None
         if lowering.module is not None:
             constructor = lowering.module

@@ -53,10 +53,15 @@ class Call(Node):
 
 @dataclass(frozen=True)
 class Choice(Node):
-    """``[a | b | c] as label``: a choice point of a search space."""
+    """``[a | b | c] as label``: a choice point of a search space.
+
+    ``site`` numbers the choices of one parse (0, 1, ... in the order their closing ``]`` appears): the stable key
+    of the site in a Space's site table (compiler/frontend/sites.py), which survives pickling, as no object id does.
+    """
 
     options: tuple["Expr", ...]
     label: str | None = None
+    site: int = field(default=-1, compare=False, kw_only=True)
 
 
 Expr = Union[Literal, Name, BinOp, UnaryOp, Call, Choice]

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.frontend.evaluate import Chooser, Evaluator, Value, choose
+from compiler.frontend.sites import instance_namespace, option_call
 from compiler.ir.graph import MAIN_OUTPUT, Graph, Node, frozen
 from compiler.ir.ops import REGISTRY, ArgError, OpRegistry
 from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
@@ -376,7 +377,7 @@ class Expander:
             target = self._option_call(target.options[choose(self.chooser, target, scope.namespace, self.source)],
                                        scope)
         if target.func in self.blocks:
-            namespace = scope.namespace + (label + "." if label else "")
+            namespace = instance_namespace(scope.namespace, label)
             return self._instantiate(self.blocks[target.func], target, inputs, scope, naming, namespace)
         if label is not None:
             raise self.error(f"'as {label}' names the choices inside a block instance, but '{target.func}' is an op",
@@ -410,12 +411,11 @@ class Expander:
         return frozen({"stack": scope.stack, "guard": self.guard} if self.guard else {"stack": scope.stack})
 
     def _option_call(self, option: ast.Expr, scope: _Scope) -> ast.Call:
-        if isinstance(option, ast.Name):
-            return ast.Call(option.id, (), False, span=option.span)
-        if not isinstance(option, ast.Call):
+        call = option_call(option)
+        if call is None:
             raise self.error("an option of a layer choice must be an op or block, e.g. [conv(16, 3) | identity]",
                              option, stack=scope.stack)
-        return option
+        return call
 
     def _relaxed_layer(self, choice: ast.Choice, decision: int, inputs: list[str], scope: _Scope,
                        naming: str | None, label: str | None) -> str:

@@ -66,6 +66,7 @@ class _ToAst(Transformer_NonRecursive):
         super().__init__()
         self.f = filename
         self.limits = limits
+        self.choices = 0   # choice sites numbered so far (the transformer completes them in source order)
 
     def _s(self, meta: Any) -> Span:
         return _span(meta, self.f)
@@ -160,7 +161,9 @@ class _ToAst(Transformer_NonRecursive):
 
     def choice(self, meta, children):
         *options, label = children
-        return ast.Choice(tuple(options), str(label) if label is not None else None, span=self._s(meta))
+        self.choices += 1
+        return ast.Choice(tuple(options), str(label) if label is not None else None, span=self._s(meta),
+                          site=self.choices - 1)
 
     # expressions
     def int_lit(self, meta, children):

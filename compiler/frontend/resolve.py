@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.frontend.depth import DepthCheck
+from compiler.frontend.sites import option_call
 from compiler.ir.ops import REGISTRY, OpRegistry
 from compiler.limits import DEFAULT_LIMITS, Limits
 
@@ -23,11 +24,7 @@ def _layers(body: Sequence[ast.Stmt]) -> Iterator[ast.Call]:
                 yield from from_flow(f)
         for layer in flow.layers:
             options = layer.target.options if isinstance(layer.target, ast.Choice) else (layer.target,)
-            for o in options:
-                if isinstance(o, ast.Call):
-                    yield o
-                elif isinstance(o, ast.Name):
-                    yield ast.Call(o.id, (), False, span=o.span)
+            yield from (call for call in map(option_call, options) if call is not None)
     for s in body:
         if isinstance(s, (ast.AssignStmt, ast.OutputStmt)):
             yield from from_flow(s.flow)

@@ -1,15 +1,15 @@
-"""The built-in ops. Each is one ``register_op`` call: arguments, shape rule, cost and PyTorch lowering."""
+"""The built-in ops' semantics. Each is one ``register_op`` call: arguments, shape rule, cost and flags.
+
+Their PyTorch lowerings live with the backend (``compiler/backends/lowerings.py``, one registration per op), so
+the IR imports no torch.
+"""
 from __future__ import annotations
 
-import inspect
 import math
-from functools import lru_cache
 from typing import Any, Sequence
 
-from torch import nn
-
 from compiler.ir.graph import Shape
-from compiler.ir.ops import Arg, Lowering, ShapeError, register_op, torch_call
+from compiler.ir.ops import Arg, ShapeError, register_op
 
 
 def _register_builtin(name: str, **spec: Any) -> Any:
@@ -18,25 +18,6 @@ def _register_builtin(name: str, **spec: Any) -> Any:
     return register_op(name, **spec)
 
 Attrs = dict[str, Any]
-
-
-def _module_call(module: str | None, inputs: Sequence[str]) -> str:
-    return f"{module}({inputs[0]})"
-
-
-@lru_cache(maxsize=None)
-def _torch_defaults(cls: type) -> dict[str, Any]:
-    return {name: p.default for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
-
-
-def nn_call(cls: type, *args: Any, **kwargs: Any) -> str:
-    """``torch_call`` text for constructing ``torch.nn`` module ``cls``, leaving out keyword arguments equal in
-    value and type to the installed PyTorch's defaults (``nn.Conv2d(3, 64, kernel_size=3, bias=False)`` rather
-    than spelling out ``dilation=1, groups=1``); every other value is written exactly as given."""
-    defaults = _torch_defaults(cls)
-    kept = {k: v for k, v in kwargs.items()
-            if not (k in defaults and type(v) is type(defaults[k]) and v == defaults[k])}
-    return torch_call(f"nn.{cls.__name__}", *args, **kept)
 
 
 def _spatial(op: str, shape: Shape) -> tuple[int, int, int]:
@@ -98,9 +79,6 @@ _register_builtin(
     infer_shape=lambda a, i: _conv_shape("conv", a, i[0][0], _out(a, i), a["groups"], i[0]),
     count=lambda a, i, o: (_out(a, i) * i[0][0] // a["groups"] * a["kernel"] ** 2 + a["bias"] * _out(a, i),
                            o[0] * o[1] * o[2] * (i[0][0] // a["groups"]) * a["kernel"] ** 2),
-    lower=lambda a, i, o: Lowering(nn_call(
-        nn.Conv2d, i[0][0], _out(a, i), kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
-        dilation=a["dilation"], groups=a["groups"], bias=a["bias"]), _module_call),
     doc="2-D convolution (torch.nn.Conv2d); input channels come from the input shape.",
 )
 
@@ -111,9 +89,6 @@ _register_builtin(
     normalize=_conv_normalize,
     infer_shape=lambda a, i: _conv_shape("dwconv", a, i[0][0], i[0][0] * a["multiplier"], i[0][0], i[0]),
     count=lambda a, i, o: (o[0] * a["kernel"] ** 2 + a["bias"] * o[0], o[0] * o[1] * o[2] * a["kernel"] ** 2),
-    lower=lambda a, i, o: Lowering(nn_call(
-        nn.Conv2d, i[0][0], o[0], kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"],
-        dilation=a["dilation"], groups=i[0][0], bias=a["bias"]), _module_call),
     doc="Depthwise 2-D convolution (groups = input channels).",
 )
 
@@ -131,21 +106,11 @@ _register_builtin(
     normalize=_conv_normalize,
     infer_shape=lambda a, i: _conv_shape("sepconv", a, i[0][0], a["channels"], 1, i[0]),
     count=_sepconv_count,
-    lower=lambda a, i, o: Lowering(
-        "nn.Sequential(" + nn_call(nn.Conv2d, i[0][0], i[0][0], kernel_size=a["kernel"], stride=a["stride"],
-                                      padding=a["padding"], dilation=a["dilation"], groups=i[0][0], bias=a["bias"])
-        + ", " + nn_call(nn.Conv2d, i[0][0], a["channels"], kernel_size=1, bias=a["bias"]) + ")",
-        _module_call),
     doc="Separable convolution: depthwise kxk then pointwise 1x1.",
 )
 
 
 # ---- normalisation, activations, regularisation ------------------------------------------------
-def _bn_lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
-    cls = {1: nn.BatchNorm1d, 3: nn.BatchNorm2d}[len(i[0])]
-    return Lowering(nn_call(cls, i[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"]), _module_call)
-
-
 def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     if len(i[0]) not in (1, 3):
         raise ShapeError(f"'bn' expects [channels, height, width] or [features], got {_fmt(i[0])}")
@@ -155,30 +120,25 @@ def _bn_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 _register_builtin(
     "bn", args=(Arg("eps", float, 1e-5, "added to the variance; positive", minimum=1e-12),
                 Arg("momentum", float, 0.1, minimum=0.0), Arg("affine", bool, True)),
-    infer_shape=_bn_shape, lower=_bn_lower, count=lambda a, i, o: (2 * i[0][0] * a["affine"], 0),
+    infer_shape=_bn_shape, count=lambda a, i, o: (2 * i[0][0] * a["affine"], 0),
     doc="Batch normalisation over channels (BatchNorm2d) or features (BatchNorm1d).",
 )
 
 
-def _activation(name: str, module: str, doc: str, in_place: bool = True) -> None:
-    def lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
-        return Lowering(f"nn.{module}()", _module_call)
-    _register_builtin(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True, doc=doc)
+def _activation(name: str, doc: str, in_place: bool = True) -> None:
+    _register_builtin(name, infer_shape=lambda a, i: i[0], in_place_able=in_place, activation=True, doc=doc)
 
 
-for _name, _module, _doc in [
-    ("relu", "ReLU", "max(x, 0)"), ("relu6", "ReLU6", "min(max(x, 0), 6)"), ("silu", "SiLU", "x * sigmoid(x)"),
-    ("hardswish", "Hardswish", "x * relu6(x + 3) / 6"), ("hardsigmoid", "Hardsigmoid", "relu6(x + 3) / 6"),
-]:
-    _activation(_name, _module, _doc)
-for _name, _module, _doc in [("gelu", "GELU", "Gaussian error linear unit"), ("sigmoid", "Sigmoid", "1 / (1 + e^-x)"),
-                             ("tanh", "Tanh", "hyperbolic tangent")]:
-    _activation(_name, _module, _doc, in_place=False)
+for _name, _doc in [("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("silu", "x * sigmoid(x)"),
+                    ("hardswish", "x * relu6(x + 3) / 6"), ("hardsigmoid", "relu6(x + 3) / 6")]:
+    _activation(_name, _doc)
+for _name, _doc in [("gelu", "Gaussian error linear unit"), ("sigmoid", "1 / (1 + e^-x)"),
+                    ("tanh", "hyperbolic tangent")]:
+    _activation(_name, _doc, in_place=False)
 
 _register_builtin(
     "dropout", args=(Arg("p", float, 0.5, "probability of zeroing an element", minimum=0.0, maximum=1.0),),
     infer_shape=lambda a, i: i[0], fresh_output=False,
-    lower=lambda a, i, o: Lowering(nn_call(nn.Dropout, p=a["p"]), _module_call),
     doc="Dropout (identity at evaluation).",
 )
 
@@ -205,16 +165,11 @@ _POOL_ARGS = (Arg("kernel", int, minimum=1), Arg("stride", int, None, "default: 
 
 _register_builtin(
     "maxpool", args=_POOL_ARGS, normalize=_pool_normalize, infer_shape=_pool_shape("maxpool"),
-    lower=lambda a, i, o: Lowering(nn_call(nn.MaxPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
-                                              ceil_mode=a["ceil_mode"]), _module_call),
     doc="Max pooling.",
 )
 _register_builtin(
     "avgpool", args=(*_POOL_ARGS, Arg("count_include_pad", bool, True)), normalize=_pool_normalize,
     infer_shape=_pool_shape("avgpool"),
-    lower=lambda a, i, o: Lowering(nn_call(nn.AvgPool2d, a["kernel"], stride=a["stride"], padding=a["padding"],
-                                              ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"]),
-                                   _module_call),
     doc="Average pooling.",
 )
 
@@ -228,17 +183,14 @@ def _adaptive_shape(op: str) -> Any:
 
 _register_builtin(
     "adaptive_avgpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_avgpool"),
-    lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveAvgPool2d, a["size"]), _module_call),
     doc="Adaptive average pooling to size x size.",
 )
 _register_builtin(
     "adaptive_maxpool", args=(Arg("size", int, 1, minimum=1),), infer_shape=_adaptive_shape("adaptive_maxpool"),
-    lower=lambda a, i, o: Lowering(nn_call(nn.AdaptiveMaxPool2d, a["size"]), _module_call),
     doc="Adaptive max pooling to size x size.",
 )
 _register_builtin(
     "global_avgpool", infer_shape=lambda a, i: (_spatial("global_avgpool", i[0])[0], 1, 1),
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}.mean((2, 3), keepdim=True)"),
     doc="Mean over height and width, keeping [C, 1, 1] (so squeeze-excite can multiply it back).",
 )
 
@@ -254,17 +206,14 @@ _register_builtin(
     "linear", args=(Arg("features", int, doc="output features", minimum=1), Arg("bias", bool, True)),
     infer_shape=_linear_shape,
     count=lambda a, i, o: (i[0][0] * a["features"] + a["bias"] * a["features"], i[0][0] * a["features"]),
-    lower=lambda a, i, o: Lowering(nn_call(nn.Linear, i[0][0], a["features"], bias=a["bias"]), _module_call),
     doc="Fully connected layer (torch.nn.Linear).",
 )
 _register_builtin(
     "flatten", infer_shape=lambda a, i: (math.prod(i[0]),), fresh_output=False,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.flatten({x[0]}, 1)"),
     doc="Flatten everything but the batch dimension.",
 )
 _register_builtin(
     "identity", infer_shape=lambda a, i: i[0], fresh_output=False, returns_input=True,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: x[0]),
     doc="The input, unchanged (a 'skip' option in search spaces).",
 )
 
@@ -276,21 +225,12 @@ def _zero_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
     return (c, -(-h // a["stride"]), -(-w // a["stride"]))
 
 
-def _zero_forward(a: Attrs) -> Any:
-    s = a["stride"]
-    if s == 1:
-        return lambda m, x: f"{x[0]}.mul(0.0)"
-    return lambda m, x: f"{x[0]}[:, :, ::{s}, ::{s}].mul(0.0)"
-
-
 _register_builtin(
     "zero", args=(Arg("stride", int, 1, minimum=1),), infer_shape=_zero_shape, zero_output=True,
-    lower=lambda a, i, o: Lowering(None, _zero_forward(a)),
     doc="Zeros shaped like the (strided) input: the 'none' op of cell search spaces.",
 )
 _register_builtin(
     "scale", args=(Arg("factor", float),), infer_shape=lambda a, i: i[0],
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]} * {a['factor']!r}"),
     doc="Multiply by a constant.",
 )
 
@@ -324,18 +264,14 @@ def _broadcast_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 _register_builtin(
     "add", num_inputs=None, infer_shape=_add_shape, in_place_able=True, sums_inputs=True,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: " + ".join(x),
-                                   in_place=lambda x: f"{x[0]} += {' + '.join(x[1:])}"),
     doc="Element-wise sum of two or more inputs of the same shape.",
 )
 _register_builtin(
     "concat", num_inputs=None, infer_shape=_concat_shape,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"torch.cat([{', '.join(x)}], dim=1)"),
     doc="Concatenate along channels.",
 )
 _register_builtin(
     "mul", num_inputs=None, infer_shape=_broadcast_shape,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: " * ".join(x)),
     doc="Element-wise product with broadcasting (e.g. squeeze-excite gates).",
 )
 
@@ -347,7 +283,6 @@ def _input_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 
 _register_builtin(
     "input", num_inputs=0, infer_shape=_input_shape, fresh_output=False, internal=True,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: ""),
     doc="A graph input; attribute 'shape' is the per-sample shape (set by the model's input statement).",
 )
 
@@ -363,7 +298,6 @@ def _crop_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 _register_builtin(
     "crop", args=(Arg("top", int, 1, minimum=0), Arg("left", int, 1, minimum=0)), infer_shape=_crop_shape,
     fresh_output=False,
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"{x[0]}[:, :, {a['top']}:, {a['left']}:]"),
     doc="Drop the first rows and columns (the shifted path of DARTS' factorized reduce).",
 )
 
@@ -380,7 +314,5 @@ def _mixed_shape(a: Attrs, i: Sequence[Shape]) -> Shape:
 _register_builtin(
     "mixed", args=(Arg("decision", int, doc="index of the relaxed decision (its architecture logits)", minimum=0),),
     num_inputs=None, infer_shape=_mixed_shape, internal=True,
-    # `weights` (the softmaxed architecture logits) and `mix` exist only in the supernet template
-    lower=lambda a, i, o: Lowering(None, lambda m, x: f"mix(weights[{a['decision']}], [{', '.join(x)}])"),
     doc="A relaxed choice in a supernet: the options' outputs weighted by softmax(alpha) of one decision and summed.",
 )

@@ -1,16 +1,19 @@
 """The op registry: the closed set of ops the IR may contain, each registered once with everything about it.
 
-An op registers its argument schema, its shape rule, its parameter and MAC count and its PyTorch lowering in one
-``OpSpec``. Adding an op is one ``register_op`` call, in this project or in a user's module named in the config
-(``ops=[my_package.my_ops]``); the parser and the passes never list op names.
+An op registers its argument schema, its shape rule, its parameter and MAC count, its flags and its PyTorch
+lowering in one ``OpSpec``. Adding an op is one ``register_op`` call, in this project or in a user's module named
+in the config (``ops=[my_package.my_ops]``); the parser and the passes never list op names. The IR holds a
+lowering as an opaque callable (what it returns is the backend's business: ``compiler/backends/lowerings.py``), so
+this module imports no torch; the built-in ops get theirs from the backend (``OpRegistry.set_lowering``).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import math
+import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from compiler.ir.graph import Shape
@@ -67,23 +70,9 @@ def _show(value: Any) -> str:
     return "true" if value is True else "false" if value is False else repr(value)
 
 
-@dataclass(frozen=True)
-class Lowering:
-    """How a node becomes PyTorch: an optional submodule (constructor source) and the forward expression.
-
-    ``forward(module, inputs)`` receives ``self.<attr>`` (or None) and the input variable names and returns a
-    Python expression. Constructor text must be built with ``torch_call`` so that only literals reach it.
-    """
-
-    module: str | None
-    forward: Callable[[str | None, Sequence[str]], str]
-    # For an ``in_place_able`` op without a module: the statement that computes the same value by overwriting
-    # ``inputs[0]`` (``a += b``), used where that input is a fresh tensor nothing else reads (as torchvision's
-    # ``out += identity``). Modules run in place through their ``inplace=True`` argument instead.
-    in_place: Callable[[Sequence[str]], str] | None = None
-
-
 Attrs = Mapping[str, Any]
+# (attrs, input shapes, output shape) -> the backend's Lowering (compiler/backends/lowerings.py); opaque here
+LowerFn = Callable[[Attrs, Sequence[Shape], Shape], Any]
 
 
 @dataclass(frozen=True)
@@ -91,7 +80,7 @@ class OpSpec:
     name: str
     args: tuple[Arg, ...]
     infer_shape: Callable[[Attrs, Sequence[Shape]], Shape]
-    lower: Callable[[Attrs, Sequence[Shape], Shape], Lowering]
+    lower: LowerFn | None                          # None until the backend adds it (the built-in ops)
     num_inputs: int | None = 1                     # None: two or more (add, concat, mul)
     count: Callable[[Attrs, Sequence[Shape], Shape], tuple[int, int]] = lambda a, i, o: (0, 0)  # (params, MACs)
     normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda attrs: attrs  # fills derived defaults
@@ -153,6 +142,16 @@ class OpRegistry:
         self._ops[spec.name] = spec
         return spec
 
+    def set_lowering(self, name: str, lower: LowerFn) -> OpSpec:
+        """Add the lowering of a registered op that has none (the backend does so for the built-in ops)."""
+        spec = self._ops.get(name)
+        if spec is None:
+            raise ValueError(f"cannot add a lowering for '{name}': no such op is registered")
+        if spec.lower is not None and spec.lower is not lower:
+            raise ValueError(f"op '{name}' already has a lowering (registered by {spec.module or 'the project'})")
+        self._ops[name] = replace(spec, lower=lower)
+        return self._ops[name]
+
     def get(self, name: str) -> OpSpec | None:
         return self._ops.get(name)
 
@@ -170,17 +169,27 @@ class OpRegistry:
         hits = difflib.get_close_matches(name, [*public, *extra], n=1)
         return hits[0] if hits else None
 
+    def __reduce__(self) -> str:
+        """The global registry pickles by reference (a Space sent to a worker holds it): the receiving process
+        has the same ops once it has imported the same op modules. Other registries hold lambdas: not picklable."""
+        if self is REGISTRY:
+            return "REGISTRY"
+        raise pickle.PicklingError("only the global op registry (compiler.ir.ops.REGISTRY) can be pickled")
+
 
 REGISTRY = OpRegistry()
 
 
-def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: Callable,
+def register_op(name: str, *, args: Sequence[Arg] = (), infer_shape: Callable, lower: LowerFn | None = None,
                 num_inputs: int | None = 1, count: Callable | None = None, normalize: Callable | None = None,
                 fresh_output: bool = False, in_place_able: bool = False, activation: bool = False,
                 internal: bool = False, returns_input: bool = False, zero_output: bool = False,
                 sums_inputs: bool = False, doc: str = "", registry: OpRegistry = REGISTRY,
                 replace: bool = False) -> OpSpec:
     """Register an op. This is the public extension point: see examples/custom_ops.py.
+
+    ``lower(attrs, input_shapes, shape)`` returns the op's ``compiler.Lowering`` (its PyTorch source); the
+    built-in ops leave it out here and get it from ``compiler/backends/lowerings.py``.
 
     ``fresh_output=True`` promises that the op's output is a new tensor sharing memory with no input, which lets
     the code generator run a following ReLU in place. Leave it False for anything that may return a view
@@ -230,20 +239,3 @@ def load_op_modules(modules: Iterable[str] | str, where: str = "ops") -> None:
         except Exception as err:  # the user's module raised while registering its ops
             raise ArchError(f"op module '{module}' failed while importing: {type(err).__name__}: {err}",
                             Span(where, 0, 0), hint="debug=true shows the traceback") from err
-
-
-def torch_call(fn: str, *args: Any, **kwargs: Any) -> str:
-    """Source text of ``fn(args, kw=...)`` where every argument is an int, float, bool or None literal.
-
-    This is the only way constructor text is made, so nothing but numbers can reach generated code.
-    """
-    def literal(v: Any) -> str:
-        if v is None or isinstance(v, (bool, int)):
-            return repr(v)
-        if isinstance(v, float) and math.isfinite(v):
-            return repr(v)
-        if isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-            return repr(v)
-        raise TypeError(f"refusing to emit non-literal {v!r} into generated code")
-    parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs.items()]
-    return f"{fn}({', '.join(parts)})"

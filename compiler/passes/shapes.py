@@ -1,20 +1,26 @@
 """Shape inference and validation: every node gets meta['shape'] before any code is generated."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from compiler.errors import ArchError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import REGISTRY, OpRegistry, ShapeError
+from compiler.passes.base import SHAPES
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
+@dataclass(frozen=True)
 class InferShapes:
-    name = "infer_shapes"
-
-    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
-        self.registry = registry
+    name: ClassVar[str] = "infer_shapes"
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = (SHAPES,)
+    invalidates: ClassVar[tuple[str, ...]] = ()
+    registry: OpRegistry = REGISTRY
 
     def apply(self, graph: Graph) -> Graph:
         shapes: dict[str, tuple[int, ...]] = {}

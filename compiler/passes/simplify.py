@@ -9,25 +9,32 @@ Keyed on the algebraic flags ops register (``compiler/ir/ops.py``), never on op 
 
 Cell search spaces produce these all the time (NAS-Bench-201's ``none`` and ``skip_connect`` edges). It runs
 after shape inference, so a shape error is never simplified away; dead-code elimination afterwards removes the
-layers nobody reads any more, such as a cell node whose only consumer was a ``zero`` edge.
+layers nobody reads any more, such as a cell node whose only consumer was a ``zero`` edge (the dropped zeros are
+recorded in ``meta["elided_reads"]``, so that it does not report them as the user's dead code).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from compiler.ir.graph import Graph, Node, frozen
 from compiler.ir.ops import REGISTRY, OpRegistry
+from compiler.passes.base import COSTS, SHAPES
+from compiler.passes.dce import ELIDED_READS
 
 
+@dataclass(frozen=True)
 class Simplify:
-    name = "simplify"
-
-    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
-        self.registry = registry
+    name: ClassVar[str] = "simplify"
+    requires: ClassVar[tuple[str, ...]] = (SHAPES,)   # after shape inference: no shape error is simplified away
+    provides: ClassVar[tuple[str, ...]] = ()
+    invalidates: ClassVar[tuple[str, ...]] = (COSTS,)
+    registry: OpRegistry = REGISTRY
 
     def apply(self, graph: Graph) -> Graph:
         alias: dict[str, str] = {}   # node name -> the node whose value it equals
         zeros: set[str] = set()      # kept nodes whose value is all zeros
+        elided: list[str] = []       # zeros dropped from sums: read by the user's program, no longer by the IR
         nodes: list[Node] = []
         changed = False
 
@@ -44,6 +51,7 @@ class Simplify:
                 continue
             if spec.sums_inputs:
                 kept = tuple(i for i in inputs if i not in zeros)
+                elided += [i for i in inputs if i in zeros and i not in elided]
                 if len(kept) <= 1:
                     alias[node.name] = kept[0] if kept else inputs[0]  # a sum of zeros is its first zero
                     continue
@@ -56,8 +64,11 @@ class Simplify:
             nodes.append(node)
         if not alias and not changed:
             return graph
-        return graph.replace_nodes(nodes, output=resolve(graph.output),
-                                   aux_outputs=tuple((name, resolve(n)) for name, n in graph.aux_outputs))
+        result = graph.replace_nodes(nodes, output=resolve(graph.output),
+                                     aux_outputs=tuple((name, resolve(n)) for name, n in graph.aux_outputs))
+        if elided:
+            result = result.with_meta(**{ELIDED_READS: (*graph.meta.get(ELIDED_READS, ()), *elided)})
+        return result
 
 
 def _with_inputs(node: Node, inputs: tuple[str, ...], graph: Graph) -> Node:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import keyword
+from dataclasses import dataclass
+from typing import ClassVar
 
 from compiler.errors import ArchError
 from compiler.ir.graph import MAIN_OUTPUT, Graph
@@ -34,11 +36,13 @@ def verify(graph: Graph, registry: OpRegistry = REGISTRY) -> None:
         raise ArchError("graph has no input", graph.span)
 
 
+@dataclass(frozen=True)
 class Verify:
-    name = "verify"
-
-    def __init__(self, registry: OpRegistry = REGISTRY) -> None:
-        self.registry = registry
+    name: ClassVar[str] = "verify"
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()
+    invalidates: ClassVar[tuple[str, ...]] = ()
+    registry: OpRegistry = REGISTRY
 
     def apply(self, graph: Graph) -> Graph:
         verify(graph, self.registry)

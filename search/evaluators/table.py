@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from compiler.errors import ArchError, Span
+from compiler.ir.space import Space
 from search import nb201
-from search.space import DiscreteSpace, index_of, size
 
 KEY_COLUMN = "arch"
 
@@ -42,10 +42,10 @@ def load_table(path: str, percent: tuple[str, ...] = PERCENT_COLUMNS) -> dict[st
         if KEY_COLUMN not in fields or not metrics:
             raise ArchError(f"the table needs a column {KEY_COLUMN!r} and at least one metric column; "
                             f"it has {fields}", span=Span(str(path), 1, 1))
-        columns = {m: np.full(size(nb201.SPACE), np.nan) for m in metrics}
+        columns = {m: np.full(nb201.SPACE.size, np.nan) for m in metrics}
         for line, row in enumerate(reader, start=2):
             try:
-                index = index_of(nb201.SPACE, nb201.string_to_genotype(row[KEY_COLUMN]))
+                index = nb201.SPACE.index_of(nb201.string_to_genotype(row[KEY_COLUMN]))
                 for m in metrics:
                     columns[m][index] = float(row[m])
             except (ValueError, TypeError) as err:
@@ -76,9 +76,9 @@ class TableEvaluator:
                             hint="set evaluator.table to a CSV with columns arch,accuracy, "
                                  "e.g. ../shared/data/nb201-cifar10.csv")
 
-    def __call__(self, genotype: Sequence[int], space: DiscreteSpace | None = None) -> dict[str, Any]:
+    def __call__(self, genotype: Sequence[int], space: Space | None = None) -> dict[str, Any]:
         cell = nb201.to_nb201_genotype(space or nb201.SPACE, genotype)
-        index = index_of(nb201.SPACE, cell)
+        index = nb201.SPACE.index_of(cell)
         values = {m: float(column[index]) for m, column in load_table(self.table, self.percent).items()}
         if any(math.isnan(v) for v in values.values()):
             return {"status": "missing", "error": f"{nb201.genotype_to_string(cell)} is not in {self.table}"}

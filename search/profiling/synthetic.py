@@ -11,7 +11,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.api import CompileResult
+import numpy as np
+
+from compiler.api import CompileOptions, CompileResult
 from compiler.space import load_space_file
 
 # MobileNetV2's stages: (output channels, its depth, stride of the first block); depth here is random
@@ -94,13 +96,14 @@ model mnet_{seed}() {{
 """)
 
 
-def sample_space(path: str | Path, count: int, seed: int = 0, **params: object) -> list[tuple[str, CompileResult]]:
+def sample_space(path: str | Path, count: int, seed: int = 0, options: CompileOptions | None = None,
+                 **params: object) -> list[tuple[str, CompileResult]]:
     """``count`` distinct random architectures of the space in ``path`` (model parameters ``params``), named by
     their genotypes."""
-    space = load_space_file(str(path), **params)
+    space = load_space_file(str(path), options=options, **params)
     if space.size < count:
         raise ValueError(f"the space in {path} holds {space.size} architectures, fewer than the {count} asked for")
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     genotypes: list[tuple[int, ...]] = []
     while len(genotypes) < count:
         genotype = space.random_genotype(rng)

@@ -19,14 +19,14 @@ from typing import Any, Mapping, Sequence, overload
 
 import numpy as np
 
+from compiler.ir.space import Genotype, Space
 from search.objectives import Fitness, ObjectiveSet
-from search.space import DiscreteSpace, Genotype, check_genotype, signature
 
 
 class Strategy(ABC):
     """Base class: holds the space, the objectives and a seeded numpy Generator (the only randomness)."""
 
-    def __init__(self, space: DiscreteSpace, seed: int = 0, objectives: Any = None) -> None:
+    def __init__(self, space: Space, seed: int = 0, objectives: Any = None) -> None:
         self.space = space
         self.objectives = ObjectiveSet.coerce(objectives)
         self.rng = np.random.default_rng(seed)
@@ -44,14 +44,14 @@ class Strategy(ABC):
         return [self._propose() for _ in range(n)]
 
     def tell(self, genotype: Sequence[int], metrics: Mapping[str, Any]) -> None:
-        genotype = check_genotype(self.space, genotype)
+        genotype = self.space.check_genotype(genotype)
         fitness = self.objectives.fitness(metrics)
         if self.best is None or fitness > self.best[1]:
             self.best = (genotype, fitness)
         self._observe(genotype, fitness, metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": type(self).__name__, "space": signature(self.space),
+        return {"strategy": type(self).__name__, "space": self.space.signature(),
                 "rng": self.rng.bit_generator.state,
                 "best": None if self.best is None else [list(self.best[0]), self.best[1].to_json()],
                 **self._state()}
@@ -60,7 +60,7 @@ class Strategy(ABC):
         if state.get("strategy") != type(self).__name__:
             raise ValueError(f"this checkpoint belongs to strategy {state.get('strategy')!r}, "
                              f"not {type(self).__name__!r}: resume with the same search config")
-        if [list(x) for x in state["space"]] != signature(self.space):
+        if [list(x) for x in state["space"]] != self.space.signature():
             raise ValueError("this checkpoint was written for another search space (its decisions differ): "
                              "resume with the same space config")
         self.rng.bit_generator.state = state["rng"]

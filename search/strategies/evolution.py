@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any, Mapping
 
 from search.objectives import Fitness
-from search.space import Genotype, mutate, random_genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy, decode_pairs, encode_pairs
 
 
@@ -27,11 +27,11 @@ class RegularizedEvolution(Strategy):
 
     def _propose(self) -> Genotype:
         if len(self.population) < self.population_size:
-            return random_genotype(self.space, self.rng)
+            return self.space.random_genotype(self.rng)
         picks = self.rng.integers(len(self.population), size=self.sample_size)
         keys = self.objectives.rank_keys([fitness for _, fitness in self.population])
         parent = max((int(i) for i in picks), key=keys.__getitem__)
-        return mutate(self.space, self.population[parent][0], self.rng)
+        return self.space.mutate(self.population[parent][0], self.rng)
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         self.population.append((genotype, fitness))

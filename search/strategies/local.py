@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from search.objectives import Fitness, ObjectiveSet
-from search.space import Genotype, cardinalities, neighbours, random_genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy, decode_pairs, encode_pairs
 from search.strategies.surrogate import AdditiveModel
 
@@ -57,7 +57,7 @@ class LocalSearch(Strategy):
             if candidate not in self.known:
                 return candidate
             self._consider(candidate, self.known[candidate])
-        return random_genotype(self.space, self.rng)
+        return self.space.random_genotype(self.rng)
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         self.known[genotype] = fitness
@@ -76,14 +76,14 @@ class LocalSearch(Strategy):
 
     def _move_to(self, member: tuple[Genotype, Fitness]) -> None:
         self.current = member
-        around = neighbours(self.space, member[0])
+        around = self.space.neighbours(member[0])
         if self.order == "random":
             self.queue = [around[int(i)] for i in self.rng.permutation(len(around))]
         else:
             self.queue = self._by_model(around)
 
     def _by_model(self, around: list[Genotype]) -> list[Genotype]:
-        model = AdditiveModel.fit(cardinalities(self.space), known_keys(self.objectives, self.known), self.ridge)
+        model = AdditiveModel.fit(self.space.cardinalities, known_keys(self.objectives, self.known), self.ridge)
         scores = model.predict(around)
         ties = self.rng.random(len(around))  # random among equal predictions
         return [around[int(i)] for i in np.lexsort((ties, -scores))]
@@ -125,18 +125,18 @@ class GuidedLocalSearch(Strategy):
     def _propose(self) -> Genotype:
         genotype = self._candidate() if len(self.known) >= self.init_samples else None
         if genotype is None:
-            genotype = random_genotype(self.space, self.rng)
+            genotype = self.space.random_genotype(self.rng)
         self.pending.add(genotype)
         return genotype
 
     def _candidate(self) -> Genotype | None:
         keys = known_keys(self.objectives, self.known)
         best = sorted(self.known, key=keys.__getitem__, reverse=True)[:self.centres]
-        candidates = sorted({g for centre in best for g in neighbours(self.space, centre)
+        candidates = sorted({g for centre in best for g in self.space.neighbours(centre)
                              if g not in self.known and g not in self.pending})
         if not candidates:
             return None
-        scores = AdditiveModel.fit(cardinalities(self.space), keys, self.ridge).predict(candidates)
+        scores = AdditiveModel.fit(self.space.cardinalities, keys, self.ridge).predict(candidates)
         ties = self.rng.random(len(candidates))
         return candidates[int(np.lexsort((ties, -scores))[0])]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from search.objectives import FEASIBLE, INFEASIBLE, Fitness, crowding_distance, non_dominated_sort
-from search.space import Genotype, mutate, random_genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 
@@ -67,13 +67,13 @@ class NSGA2(Strategy):
 
     def _propose(self) -> Genotype:
         if len(self.population) < self.population_size:
-            return random_genotype(self.space, self.rng)
+            return self.space.random_genotype(self.rng)
         first, second = self._tournament(), self._tournament()
         child = first.genotype
         if self.rng.random() < self.crossover:
             take = self.rng.random(len(child)) < 0.5
             child = tuple(a if t else b for a, b, t in zip(first.genotype, second.genotype, take))
-        return mutate(self.space, child, self.rng)
+        return self.space.mutate(child, self.rng)
 
     def _tournament(self) -> Member:
         if self._scores is None:

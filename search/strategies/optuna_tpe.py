@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search.objectives import Fitness
-from search.space import Genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 VIOLATION = "violation"

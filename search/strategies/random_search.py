@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from search.objectives import Fitness
-from search.space import Genotype, random_genotype
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 
 class RandomSearch(Strategy):
     def _propose(self) -> Genotype:
-        return random_genotype(self.space, self.rng)
+        return self.space.random_genotype(self.rng)
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         pass  # nothing to learn

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from search.objectives import Fitness
-from search.space import Genotype, cardinalities
+from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
 
 
@@ -75,14 +75,14 @@ class Reinforce(Strategy):
     def __init__(self, space: Any, seed: int = 0, objectives: Any = None, hidden: int = 64,
                  learning_rate: float = 0.03, baseline_decay: float = 0.9, entropy_weight: float = 0.03) -> None:
         super().__init__(space, seed, objectives)
-        self.cards = cardinalities(space)
+        self.cards = space.cardinalities
         if not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1), not {baseline_decay}")
         self.baseline_decay = baseline_decay
         self.entropy_weight = entropy_weight
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global RNG
             torch.manual_seed(seed)
-            self.controller = Controller(cardinalities(space), hidden)
+            self.controller = Controller(space.cardinalities, hidden)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=learning_rate)
         self.baseline: float | None = None
         self.seen: list[Fitness] = []  # sorted fitnesses of the distinct genotypes told (for rank rewards)

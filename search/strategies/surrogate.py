@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from search.objectives import Fitness
-from search.space import Genotype
+from compiler.ir.space import Genotype
 
 
 def fitness_ranks(fitnesses: Sequence[Fitness] | Sequence[Any]) -> np.ndarray:

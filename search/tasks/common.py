@@ -28,9 +28,11 @@ def config_limits(cfg: DictConfig) -> Limits:
 
 
 def compile_options(cfg: DictConfig) -> CompileOptions:
-    """``input_shape``, ``debug`` and ``limits`` from the config, checked (a mistake names its key)."""
+    """``input_shape``, ``debug``, ``limits`` and ``passes`` from the config, checked (a mistake names its key)."""
     shape = plain(cfg.get("input_shape"))
-    return CompileOptions(input_shape=shape, debug=bool(cfg.get("debug", False)), limits=config_limits(cfg))
+    passes = plain(cfg.get("passes"))
+    return CompileOptions(input_shape=shape, debug=bool(cfg.get("debug", False)), limits=config_limits(cfg),
+                          **({} if passes is None else {"passes": passes}))
 
 
 def model_params(cfg: DictConfig) -> dict[str, Any]:

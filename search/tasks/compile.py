@@ -11,7 +11,7 @@ from compiler.api import read_source
 from compiler.config_values import check_value
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
-from compiler.limits import check_build
+from compiler.passes.analyse import check_build
 from compiler.space import Space, load_space
 from search.tasks.common import compile_options, export_formats, model_params, output_dir, plain, write_exports
 

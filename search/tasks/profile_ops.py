@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from compiler.api import CompileResult, compile_file, compile_source
+from compiler.api import CompileOptions, CompileResult, compile_file, compile_source
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.backends.runtime.measure import Settings
@@ -19,6 +19,7 @@ from search.tasks.profile_ops_options import check_profile_ops_options
 from search.profiling.optable import LatencyTable, fill_table, measure_compiled_ms
 from search.profiling.predictor import error_stats, fit_scale, held_out_calibration, predict_ms
 from search.profiling.synthetic import mobilenet_like, sample_space
+from search.tasks.common import compile_options
 from compiler.run_dir import output_dir
 
 log = logging.getLogger("search.profiling")
@@ -36,19 +37,20 @@ def model_files(patterns: list[str]) -> list[Path]:
     return files
 
 
-def collect_models(task: DictConfig) -> list[tuple[str, CompileResult]]:
+def collect_models(task: DictConfig, options: CompileOptions | None = None) -> list[tuple[str, CompileResult]]:
     """(name, model): the configured files, random samples of the configured space, and random MobileNetV2-like
-    networks."""
-    models = [(f.stem, compile_file(f)) for f in model_files(list(task.archs))]
+    networks, compiled with ``options`` (the config's limits, passes, ...)."""
+    options = options or CompileOptions()
+    models = [(f.stem, compile_file(f, options=options)) for f in model_files(list(task.archs))]
     if task.get("space"):
         try:
-            models += sample_space(task.space, int(task.space_samples), int(task.seed))
+            models += sample_space(task.space, int(task.space_samples), int(task.seed), options=options)
         except ValueError as err:
             raise ArchError(str(err), hint="lower task.space_samples") from err
     for k in range(int(task.synthetic)):
         seed = int(task.seed) + k
         text = mobilenet_like(seed, resolution=int(task.synthetic_resolution))
-        models.append((f"mnet_{seed}", compile_source(text, f"<synthetic mobilenet_like({seed})>")))
+        models.append((f"mnet_{seed}", compile_source(text, f"<synthetic mobilenet_like({seed})>", options=options)))
     return models
 
 
@@ -87,7 +89,7 @@ def profile_ops_task(cfg: DictConfig) -> int:
         table.check_compatible(op_settings)
     except ValueError as err:
         raise ArchError(str(err), hint=f"pass another task.table, or delete {table_path}") from err
-    models = collect_models(task)
+    models = collect_models(task, compile_options(cfg))
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 25 == 0:

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from compiler.api import CompileOptions, read_source
+from compiler.api import read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
-from search.tasks.common import export_formats, output_dir
+from search.tasks.common import compile_options, export_formats, output_dir
 from search.loop import SearchLoop
 from search.parallel import Context, visible_gpus
 from search.report import headline_metrics, write_report
@@ -27,33 +28,38 @@ log = logging.getLogger("search")
 def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space:
     """The space, re-specialised to the evaluator's data when it trains: the data's input shape, and the model
     parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does).
-    ``validate``: compile every option first (a supernet, which holds every option, checks them itself)."""
+    ``validate``: compile every option first (a supernet, which holds every option, checks them itself).
+    The compile options (limits, passes, debug) are the config's; the input shape is the data's, else the file's."""
     given = cfg.space.get("params")
     # conf/space/ declares the file's parameters (so `space.params.channels=8` works); null: the file's default
     params: dict[str, Any] = {k: v for k, v in (plain(given) or {}).items() if v is not None}
     input_shape = None
+    options = compile_options(cfg)
     data = getattr(evaluator, "data", None)  # evaluators that train expose their DataSplits
     if data is not None:
         input_shape = tuple(data.input_shape)
-        declared = model_parameters(read_source(cfg.space.arch), str(cfg.space.arch))
+        declared = model_parameters(read_source(cfg.space.arch, options.limits), str(cfg.space.arch), options.limits)
         params = {**data_parameters(declared, data), **params}
-    space = load_space_file(cfg.space.arch, options=CompileOptions(input_shape=input_shape), **params)
+    space = load_space_file(cfg.space.arch, options=replace(options, input_shape=input_shape), **params)
     if validate:
         space.validate(samples=4)  # a space whose options cannot all have consistent shapes stops here, located
     return space
 
 
-WORKER_KEYS = ("ops", "objective", "evaluator", "space", "profile")  # what a worker needs of the config
+WORKER_KEYS = ("ops", "objective", "evaluator", "space", "profile", "input_shape", "debug", "limits", "passes")
+# what a worker needs of the config (its compile options, to build the space when it is not sent one)
 
 
-def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False) -> Context:
+def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None
+                       ) -> Context:
     """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
-    resolved copy of the config (``worker_config``), by every parallel worker, the same way."""
+    resolved copy of the config (``worker_config``), by every parallel worker, the same way. A worker receives the
+    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here)."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     load_op_modules(cfg.get("ops") or [])
     objectives = objective_set(cfg.objective)
     evaluator = build(cfg.evaluator, "evaluator")
-    space = build_space(cfg, evaluator, validate=validate)
+    space = space if space is not None else build_space(cfg, evaluator, validate=validate)
     profile = cfg.get("profile")
     measurements = [build(profile, "profile")] if profile and profile.get("_target_") else []
     return Context(space, evaluator, objectives, measurements)
@@ -100,10 +106,11 @@ def search_task(cfg: DictConfig) -> int:
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
           f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}; writing to {out}")
     start = time.perf_counter()
+    # workers receive the space, pickled, and build their evaluator from the config
+    worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 else None
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=partial(evaluation_context, worker_config(cfg)) if workers > 1 else None,
-                      devices=gpus)
+                      worker_context=worker_context, devices=gpus)
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
     summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
                            export_formats=formats, library_logs=bool(cfg.get("debug")))

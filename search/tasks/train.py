@@ -11,11 +11,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.api import CompileOptions
 from compiler.config_values import check_value
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
-from search.tasks.common import export_formats, model_params, output_dir, write_exports
+from search.tasks.common import compile_options, export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
 from search.schema import check_run_config
 from search.training import OK, seed_everything, train, trainer_config
@@ -44,7 +43,7 @@ def train_task(cfg: DictConfig) -> int:
     trainer = trainer_config(cfg.trainer)
     data = load_dataset(cfg.dataset)
     log.info("%s", data.describe())
-    compiled = compile_for_data(cfg.arch, data, model_params(cfg), CompileOptions(debug=bool(cfg.get("debug"))))
+    compiled = compile_for_data(cfg.arch, data, model_params(cfg), compile_options(cfg))
     out = compiled.write(output_dir(cfg))
     seed_everything(trainer.seed)               # the initial weights are part of a seeded run
     model = compiled.build()

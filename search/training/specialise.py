@@ -6,11 +6,13 @@ the user did not. A model whose output cannot match the classes is a located err
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from compiler.api import CompileOptions, CompileResult, compile_source, parse_module, read_source
 from compiler.errors import ArchError
+from compiler.limits import DEFAULT_LIMITS, Limits
 from search.data.base import DataSplits
 
 # model parameter -> its value for a data set (None: no value, e.g. `size` of non-square images)
@@ -21,8 +23,8 @@ DATA_PARAMS: dict[str, Callable[[DataSplits], Any]] = {
 }
 
 
-def model_parameters(text: str, filename: str) -> list[str]:
-    models = [d for d in parse_module(text, filename).definitions if d.kind == "model"]
+def model_parameters(text: str, filename: str, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    models = [d for d in parse_module(text, filename, limits=limits).definitions if d.kind == "model"]
     return [p.name for p in models[0].params] if models else []
 
 
@@ -34,15 +36,15 @@ def data_parameters(declared: list[str], data: DataSplits) -> dict[str, Any]:
 
 def compile_for_data(arch: str | Path, data: DataSplits, params: Mapping[str, Any] | None = None,
                      options: CompileOptions | None = None) -> CompileResult:
-    """Compile ``arch`` for ``data``; ``params`` (the user's overrides) win over the data-derived values."""
-    text, filename = read_source(arch), str(arch)
+    """Compile ``arch`` for ``data``; ``params`` (the user's overrides) win over the data-derived values.
+    ``options`` apply as given (limits, passes, debug), except the input shape, which is the data's."""
     options = options or CompileOptions()
-    declared = model_parameters(text, filename)
+    text, filename = read_source(arch, options.limits), str(arch)
+    declared = model_parameters(text, filename, options.limits)
     chosen = {**data_parameters(declared, data), **(params or {})}
     where = f"dataset '{data.name}' ({list(data.input_shape)}, {data.num_classes} classes)"
     try:
-        result = compile_source(text, filename, options=CompileOptions(data.input_shape, options.debug,
-                                                                       options.registry), **chosen)
+        result = compile_source(text, filename, options=replace(options, input_shape=data.input_shape), **chosen)
     except ArchError as err:
         hint = f"{err.hint}; " if err.hint else ""
         raise ArchError(err.message, err.span, err.source, f"{hint}the model was specialised to {where}",
