@@ -13,6 +13,7 @@ import pytest
 
 from compiler.space import load_space_file
 from conftest import run_cli
+from search.evaluators.base import EvaluatorBase
 from search.evaluators.table import TableEvaluator
 from search.evaluators.train import TrainEvaluator
 from search.loop import SearchLoop
@@ -37,7 +38,7 @@ class UnevenTable(TableEvaluator):
                 "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
 
-class DyingEvaluator:
+class DyingEvaluator(EvaluatorBase):
     def __call__(self, genotype, space):  # noqa: ANN001, ANN204
         os._exit(3)  # a worker killed mid-evaluation (out of memory, a crash in a kernel, ...)
 
