@@ -1,7 +1,9 @@
 """`python -m compiler ...`: compose the config with Hydra and run the task it names (``task._target_``).
 
 Tasks are found through the config (``_target_``), so the compiler never imports the search package that
-provides the search tasks. User mistakes print ``FILE:LINE:COL: error: ...`` and exit with status 2. SIGINT and
+provides the search tasks. User mistakes print ``FILE:LINE:COL: error: ...`` and exit with status 2; so does a
+config Hydra cannot compose (an unknown key, group option or override syntax: Hydra's message, no traceback),
+while a task's own statuses (1: nothing succeeded, 3, 4, ...) are passed on as they are. SIGINT and
 SIGTERM end any task with one line and status 130 / 143: the signal is raised as an exception where the program is,
 so every cleanup runs (journal and checkpoint stay consistent, worker processes stop, files are flushed); a second
 signal ends the process at once.
@@ -23,6 +25,14 @@ from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+HYDRA_FAILED = 1  # the status Hydra exits with when it cannot compose the config (hydra/_internal/utils.py)
+
+
+class _Progress:
+    """Whether the task has started: Hydra exits with ``HYDRA_FAILED`` on its own errors and on a task's crash
+    alike, and only the first, before the task starts, is the user's config."""
+
+    task_started = False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -59,6 +69,7 @@ def _where(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    _Progress.task_started = True
     try:
         check_value(cfg.get("debug", False), bool, "debug")
         check_value(cfg.get("arch"), Optional[str], "arch", hint="the .arch file (with a search: the space's)")
@@ -84,6 +95,10 @@ def run() -> None:
         main()
     except KeyboardInterrupt as err:  # while Hydra composes the config, before the task starts
         sys.exit(_interrupted(err, ""))
+    except SystemExit as done:
+        if done.code == HYDRA_FAILED and not _Progress.task_started:  # Hydra printed why it could not compose
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """Run state on disk: an append-only journal of evaluations and atomically replaced JSON checkpoints.
 
-The journal (history.jsonl) gets one JSON line per finished evaluation, flushed and fsynced before the search
-moves on, so a kill at any moment loses at most the evaluation in flight. A last line cut short by a kill is
-dropped when the journal is read back; any other damage (a bad line before the last, a line that is not a record)
-stops the reader with ``history.jsonl:LINE:COL: error`` and leaves the file as it is, so no record is ever lost.
+The journal (history.jsonl) gets one JSON line per finished evaluation (``Journal.add``: the one place that
+builds and writes a record), flushed and fsynced before the search moves on, so a kill at any moment loses at most
+the evaluation in flight. A last line cut short by a kill is dropped when the journal is read back; any other damage
+(a bad line before the last, a line that is not a record) stops the reader with ``history.jsonl:LINE:COL: error``
+and leaves the file as it is, so no record is ever lost.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from compiler.errors import ArchError, Span
 
@@ -38,7 +40,9 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
-# the fields every record has (written by search/loop.py), with their JSON types
+HISTORY_FILE = "history.jsonl"
+
+# the fields every record has (written by Journal.add), with their JSON types (and "seconds", "time")
 RECORD_FIELDS: dict[str, type] = {"index": int, "genotype": list, "decisions": dict, "arch": str, "metrics": dict,
                                   "status": str}
 
@@ -50,6 +54,22 @@ def _is(value: Any, kind: type) -> bool:
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def of_run(cls, out_dir: Path) -> "Journal":
+        """The journal of the run in ``out_dir``."""
+        return cls(out_dir / HISTORY_FILE)
+
+    def add(self, index: int, genotype: Sequence[int], decisions: Mapping[str, Any], arch: str,
+            metrics: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+        """Record one finished evaluation: build its record (``index``: its place in the journal, from 0;
+        ``decisions``: the space's description of the genotype; ``arch``: its canonical .arch text, "" when it did
+        not compile), append it durably, and return it."""
+        record = {"index": index, "genotype": list(genotype), "decisions": dict(decisions), "arch": arch,
+                  "metrics": dict(metrics), "status": str(metrics.get("status", "ok")), "seconds": seconds,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._append(record)
+        return record
 
     def read(self) -> list[dict[str, Any]]:
         """All records. A torn last line (a kill mid-write: no newline, or not JSON) is cut off the file; any other
@@ -100,7 +120,7 @@ class Journal:
                          hint="the journal is damaged: restore it from a backup, or start over in a new out_dir; "
                               "nothing was changed")
 
-    def append(self, record: Mapping[str, Any]) -> None:
+    def _append(self, record: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")

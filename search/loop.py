@@ -18,16 +18,15 @@ from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from compiler.errors import ArchError, Span
 from search.budget import BudgetedSearch
+from search.evaluators.base import Evaluator, Measurement
 from search.journal import Journal, atomic_write_json, read_json
 from search.objectives import FEASIBLE, ObjectiveSet
-from search.parallel import (Context, Evaluator, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker,
-                             make_pool)
+from search.parallel import Context, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker, make_pool
 from search.run_config import config_changes
 from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
@@ -74,7 +73,7 @@ class SearchLoop:
     seed: int = 0
     progress: bool = True
     max_repeats: int = 100
-    measurements: Sequence[Callable[[Any], Mapping[str, Any]]] = ()  # e.g. a latency profiler: compiled -> metrics
+    measurements: Sequence[Measurement] = ()  # e.g. a latency profiler: compiled -> metrics
     on_result: Callable[[dict[str, Any]], None] | None = None   # a hook for tests (e.g. to kill mid-run)
     workers: int = 1                    # candidates evaluated at once, each in its own process when > 1
     worker_context: Callable[[], Context] | None = None  # picklable: builds a worker's Context (workers > 1)
@@ -88,7 +87,7 @@ class SearchLoop:
 
     @property
     def journal(self) -> Journal:
-        return Journal(self.out_dir / "history.jsonl")
+        return Journal.of_run(self.out_dir)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -130,10 +129,8 @@ class SearchLoop:
             for genotype in in_flight:
                 self._check_genotype(genotype, self.checkpoint_path)
             search.pending.update(in_flight)  # proposed before the stop: evaluated first, not proposed again
-        observe = getattr(self.evaluator, "observe", None)  # evaluators that learn from results (early stopping)
-        if observe is not None:                              # see the past again
-            for record in records:
-                observe(record["metrics"])
+        for record in records:  # an evaluator that learns from results (early stopping) sees the past again
+            self.evaluator.observe(record["metrics"])
         for record in records[start:]:  # recorded after the last checkpoint: ask and tell as the run did
             in_flight += self._ask(search, len(in_flight))
             genotype = in_flight.pop(0) if in_flight else None
@@ -164,7 +161,7 @@ class SearchLoop:
         if isinstance(executor, InlineExecutor):  # this process's evaluator has seen every result itself
             return executor.submit(evaluate_candidate, Context(self.space, self.evaluator, self.objectives,
                                                                self.measurements), genotype)
-        observed = ([r["metrics"] for r in records] if hasattr(self.evaluator, "observe_all") else None)
+        observed = [r["metrics"] for r in records] if self.evaluator.observes_results else None
         return executor.submit(evaluate_in_worker, genotype, observed)
 
     def run(self) -> list[dict[str, Any]]:
@@ -189,11 +186,8 @@ class SearchLoop:
                 genotype, future = in_flight.popleft()  # in proposal order, whatever finishes first
                 outcome = self._result(genotype, future)
                 metrics = outcome.metrics
-                record = {"index": len(records), "genotype": list(genotype),
-                          "decisions": self.space.describe(genotype), "arch": outcome.arch, "metrics": metrics,
-                          "status": metrics.get("status", "ok"), "seconds": outcome.seconds,
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                self.journal.append(record)
+                record = self.journal.add(len(records), genotype, self.space.describe(genotype), outcome.arch,
+                                          metrics, outcome.seconds)
                 search.record(genotype, metrics)
                 records.append(record)
                 for new in self._ask(search, len(in_flight)):

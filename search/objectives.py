@@ -213,6 +213,19 @@ class ObjectiveSet:
             raise ArchError(f"bad objective config: {err}", Span("objective", 0, 0),
                             hint="see conf/objective/*.yaml, e.g. objective=acc_params") from err
 
+    def check_reported(self, reported: Mapping[str, Sequence[str]]) -> None:
+        """Refuse, before any candidate is evaluated, an objective or constraint naming a metric that no part of the
+        run reports (``reported``: the metric names by where they come from, e.g. cost, profile, evaluator)."""
+        available = {name for names in reported.values() for name in names}
+        missing = [f"{o.name!r} (objective)" for o in self.objectives if o.name not in available]
+        missing += [f"{c.name!r} (constraint {c})" for c in self.constraints if c.name not in available]
+        if missing:
+            listed = "; ".join(f"{where}: {', '.join(names)}" for where, names in reported.items() if names)
+            raise ArchError(f"no part of this run reports {' or '.join(missing)}; the metrics it reports are "
+                            f"{listed}", Span("objective", 0, 0),
+                            hint="name one of those, or pick an evaluator or profile that reports it "
+                                 "(accuracy: evaluator=train or evaluator=table; latency_ms: profile=cpu)")
+
     def evaluated(self, metrics: Mapping[str, Any]) -> bool:
         """True when the run succeeded and reported a finite value for every objective."""
         if status_of(metrics) != OK:

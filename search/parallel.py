@@ -29,12 +29,11 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm import tqdm
 
 from compiler.errors import ArchError
+from search.evaluators.base import Evaluator, Measurement
 from search.evaluators.cost import CostEvaluator
 from search.objectives import INFEASIBLE_STATUS, ObjectiveSet
 
 log = logging.getLogger("search")
-
-Evaluator = Callable[[Sequence[int], Any], Mapping[str, Any]]
 
 
 @dataclass
@@ -43,7 +42,20 @@ class Context:
     space: Any
     evaluator: Evaluator
     objectives: ObjectiveSet
-    measurements: Sequence[Callable[[Any], Mapping[str, Any]]] = field(default_factory=tuple)
+    measurements: Sequence[Measurement] = field(default_factory=tuple)
+
+
+def reported_metrics(evaluator: Evaluator, measurements: Sequence[Measurement]) -> dict[str, tuple[str, ...]]:
+    """Every metric ``evaluate_candidate`` can report, by where it first comes from: the cost every candidate gets,
+    the measurements (``profile``), the evaluator."""
+    sources = {"cost": CostEvaluator.metric_names, "profile": [n for m in measurements for n in m.metric_names],
+               "evaluator": evaluator.metric_names}
+    seen: set[str] = set()
+    reported: dict[str, tuple[str, ...]] = {}
+    for where, names in sources.items():
+        reported[where] = tuple(n for n in dict.fromkeys(names) if n not in seen)
+        seen.update(names)
+    return reported
 
 
 @dataclass
@@ -137,7 +149,7 @@ def evaluate_in_worker(genotype: Sequence[int], observed: Sequence[Mapping[str, 
     if _WORKER_CONTEXT is None:
         raise RuntimeError("evaluate_in_worker runs in a worker started by make_pool")
     if observed is not None:
-        _WORKER_CONTEXT.evaluator.observe_all(observed)  # type: ignore[attr-defined]
+        _WORKER_CONTEXT.evaluator.observe_all(observed)
     return evaluate_candidate(_WORKER_CONTEXT, genotype)
 
 

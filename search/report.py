@@ -1,4 +1,8 @@
-"""What a finished search hands back: pareto.json, best/ (code, weights, summary), report.md with plots."""
+"""What a finished search hands back: pareto.json, report.md with plots, and the search's part of best/summary.json.
+
+Reporting only reads results and writes files: choosing what to train and export is the search task's step
+(``search/tasks/search.py``), done before the report is written.
+"""
 from __future__ import annotations
 
 import json
@@ -6,10 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from compiler.backends.export import EXPORTERS
-from search.tasks.common import write_exports
 from search.journal import atomic_write_json
 from search.objectives import FEASIBLE, ObjectiveSet, pareto_indices
 
@@ -48,26 +49,13 @@ def headline_metrics(metrics: Mapping[str, Any], objectives: ObjectiveSet) -> li
     return [(n, metrics[n]) for n in names if n in metrics]
 
 
-def export_best(record: Mapping[str, Any], space: Any, evaluator: Any, out: Path,
-                export_formats: Sequence[str] = (), library_logs: bool = False) -> dict[str, Any]:
-    """best/: canonical .arch, standalone model.py (+ profile.py when the backend writes it), summary.json and,
-    when the evaluator can train, weights.pt and final metrics from a final training run; then the deployment
-    exports asked for (``export=[onnx,...]``), with the trained weights when there are some."""
-    result = space.compile(record["genotype"])
-    result.write(out)
-    final: dict[str, Any] = {}
-    if hasattr(evaluator, "final"):
-        final = dict(evaluator.final(record["genotype"], space, out))
-    if export_formats:
-        model = result.build()
-        if (out / "weights.pt").exists():
-            model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
-        write_exports(result, model, out, list(export_formats), space.name, library_logs=library_logs)
-    summary = json.loads((out / "summary.json").read_text())
+def record_best(record: Mapping[str, Any], space: Any, final: Mapping[str, Any], best_dir: Path) -> None:
+    """Add the search's view of the best architecture (its genotype, decisions, search metrics and final training)
+    to the summary.json that exporting it wrote into ``best_dir``."""
+    summary = json.loads((best_dir / "summary.json").read_text())
     summary["search"] = {"genotype": record["genotype"], "decisions": space.describe(record["genotype"]),
-                         "search_metrics": record["metrics"], "final": final}
-    atomic_write_json(out / "summary.json", summary)
-    return final
+                         "search_metrics": record["metrics"], "final": dict(final)}
+    atomic_write_json(best_dir / "summary.json", summary)
 
 
 def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]], objectives: ObjectiveSet,
@@ -134,20 +122,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(records: Sequence[Mapping[str, Any]], space: Any, evaluator: Any, objectives: ObjectiveSet,
-                 out: Path, config_text: str = "", export: bool = True, notes: Sequence[str] = (),
-                 export_formats: Sequence[str] = (), library_logs: bool = False) -> dict[str, Any]:
-    """``notes``: markdown lines a strategy adds after the summary (DARTS: its supernet, weights and warnings).
-    ``library_logs``: let the exporters' libraries log at INFO (``debug=true``)."""
+def write_report(records: Sequence[Mapping[str, Any]], space: Any, objectives: ObjectiveSet, out: Path, *,
+                 final: Mapping[str, Any] | None = None, best_exported: bool = False, notes: Sequence[str] = (),
+                 export_formats: Sequence[str] = ()) -> dict[str, Any]:
+    """pareto.json, report.md and its plots in ``out``, from the records of a search. ``final``: the final training's
+    metrics of the best architecture (None: none was run); ``best_exported``: the task wrote the best architecture
+    to ``out/best`` (``export_formats`` there too): its summary.json gets the search's part. ``notes``: markdown
+    lines a strategy adds after the summary (DARTS: its supernet, weights and warnings)."""
     out.mkdir(parents=True, exist_ok=True)
     front = pareto_front(records, objectives)
     best = best_record(records, objectives)
     atomic_write_json(out / "pareto.json", [
         {"index": r["index"], "best": r is best, "genotype": r["genotype"], "decisions": space.describe(r["genotype"]),
          "metrics": r["metrics"], "arch": r["arch"]} for r in front])
-    final: dict[str, Any] = {}
-    if best is not None and export:
-        final = export_best(best, space, evaluator, out / "best", export_formats, library_logs)
+    final = dict(final or {})
+    if best is not None and best_exported:
+        record_best(best, space, final, out / "best")
     plots = _plots(records, front, objectives, out)
     single = len(objectives.objectives) == 1
     if single:

@@ -104,6 +104,9 @@ def check_profile(node: Any) -> None:
     values = plain(node) or {}
     if values.get("_target_"):
         check_target(values, "profile", keywords=Settings)
+        if values.get("min_time_s", Settings.min_time_s) <= 0:  # as task=profile_ops refuses its op_min_time_s
+            raise ConfigError("profile.min_time_s", f"must be > 0, not {values['min_time_s']!r}",
+                              hint="the seconds each candidate's latency is timed for, e.g. 0.2")
     else:
         check_keys("profile", values, ())
 

@@ -72,3 +72,26 @@ def test_compiling_a_space_checks_it_and_lists_its_decisions(tmp_path: Path) -> 
     bad.write_text("model t() { input x: [3, 8, 8]\n a = x -> conv([3 | 4], 1)\n output (a, x) -> add }")
     proc = run_cli(f"arch={bad}", f"out_dir={tmp_path / 'b'}")
     assert proc.returncode == 2 and f"{bad}:3:" in proc.stderr and "with the choices t.a=4" in proc.stderr
+
+
+def test_a_config_hydra_cannot_compose_exits_2_with_hydra_s_message(tmp_path: Path) -> None:
+    """Hydra exits 1 on a config it cannot compose; that is the user's mistake (issue 10): status 2, its message,
+    no traceback."""
+    for override, message in [("trainer.optimizer.lrr=1", "Key 'lrr' is not in struct"),
+                              ("profile=abc", "In 'config': Could not find 'profile/abc'"),
+                              ("+search=random objective=acc", "Could not find 'objective/acc'"),
+                              ("seed=[", "no viable alternative at input '['")]:
+        proc = run_cli(*override.split(), f"out_dir={tmp_path / 'o'}")
+        assert proc.returncode == 2, (override, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout, (override, proc.stderr)
+
+
+def test_a_task_s_own_status_is_passed_on(tmp_path: Path) -> None:
+    """Only failures before the task starts become 2: what a task returns, or a crash in it, stays as it is."""
+    (tmp_path / "status_tasks.py").write_text("def nothing_succeeded(cfg):\n    return 1\n\n"
+                                              "def diverged(cfg):\n    return 3\n\n"
+                                              "def crash(cfg):\n    raise RuntimeError('a bug')\n")
+    for task, status in [("nothing_succeeded", 1), ("diverged", 3), ("crash", 1)]:
+        proc = run_cli(f"task._target_=status_tasks.{task}", f"out_dir={tmp_path / task}", cwd=tmp_path)
+        assert proc.returncode == status, (task, proc.stderr)
+    assert "RuntimeError: a bug" in proc.stderr

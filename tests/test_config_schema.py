@@ -106,7 +106,20 @@ CASES = [  # (context, override, what the message starts with)
     ("cost", "profile=cpu profile.cache=-1", "profile.cache: error: expected ProfileCache or a string or a path"),
     ("cost", "profile=cpu profile.threads=2.7", "profile.threads: error: expected an integer or null, not 2.7"),
     ("cost", "profile=cpu +profile.treads=1", "profile.treads: error: unknown key 'treads'; did you mean 'threads'?"),
+    ("cost", "profile=cpu profile.min_time_s=0", "profile.min_time_s: error: must be > 0, not 0"),
+    ("cost", "profile=cpu profile.min_time_s=-1", "profile.min_time_s: error: must be > 0, not -1"),
     ("cost", "profile=predictor profile.table=/nonexistent.json", "profile: error: no latency table at"),
+    # an objective or constraint that no part of the run reports: refused before the search, listing what is
+    ("cost", "objective=accuracy", "objective: error: no part of this run reports 'accuracy' (objective); the "
+     "metrics it reports are cost: params, macs, activation_mb\n"),
+    ("cost", "objective=acc_latency", "objective: error: no part of this run reports 'accuracy' (objective); the "
+     "metrics it reports are cost: params, macs, activation_mb; profile: latency_ms, latency_p90_ms, throughput, "
+     "peak_mem_mb\n"),
+    ("search", "objective.constraints=['peak_mem_mb<=10']", "objective: error: no part of this run reports "
+     "'peak_mem_mb' (constraint peak_mem_mb<=10); the metrics it reports are cost: params, macs, activation_mb; "
+     "evaluator: accuracy, val_acc,"),
+    ("search", "objective=acc_params objective.objectives.1.name=latency_ms",
+     "objective: error: no part of this run reports 'latency_ms' (objective);"),
     ("darts", "search.epochs=0", "search.epochs: error: epochs must be >= 1"),
     ("darts", "search.weights.momentum=1.5", "search.weights.momentum: error:"),
     ("darts", "search.device=tpu", "search.device: error: unknown device 'tpu'"),
@@ -343,11 +356,12 @@ def test_cli_config_mistakes_exit_2_with_one_message(args: list[str], expected: 
 
 
 def test_declared_space_parameters_reach_the_space_and_null_keeps_the_file_s_default() -> None:
+    from search.evaluators.cost import CostEvaluator
     from search.tasks.search import build_space
 
     def params_of(*overrides: str) -> int:
         cfg = compose_config("+search=random", "space=nb201", "space.params.cells=1", *overrides)
-        space = build_space(cfg, evaluator=None, validate=False)
+        space = build_space(cfg, evaluator=CostEvaluator(), validate=False)  # no data to specialise the space to
         return int(space.compile([0] * len(space.decisions)).summary["params"])
 
     assert params_of("space.params.channels=8") < params_of() == params_of("space.params.channels=16")

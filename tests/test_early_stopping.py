@@ -10,6 +10,7 @@ import pytest
 
 from compiler.space import load_space_file
 from search.early_stopping import MedianStopping
+from search.evaluators.base import EvaluatorBase
 from search.evaluators.train import TrainEvaluator
 from search.loop import SearchLoop
 from search.objectives import FAILED, FEASIBLE, INFEASIBLE, ObjectiveSet
@@ -73,6 +74,9 @@ def test_evaluator_stops_a_candidate_behind_the_earlier_ones_and_records_its_cur
     stopped = evaluator(genotype, space)
     assert stopped["status"] == "ok" and stopped["stopped_epoch"] == 2 and len(stopped["val_curve"]) == 2
     assert stopped["val_curve"] == normal["val_curve"][:2]  # same seeded training up to the stop
+    for metrics in (normal, stopped):  # what objectives may name (checked before a search) is all it reports
+        numeric = {k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        assert numeric <= set(evaluator.metric_names), numeric - set(evaluator.metric_names)
     assert stopped["accuracy"] == pytest.approx(stopped["val_curve"][-1])
     assert len(evaluator.stopper.averages) == 3  # its own curve joined the reference
     with pytest.raises(ValueError, match="eval_every = 1"):
@@ -80,8 +84,10 @@ def test_evaluator_stops_a_candidate_behind_the_earlier_ones_and_records_its_cur
                        early_stopping={"min_epochs": 2})
 
 
-class CountingEvaluator:
+class CountingEvaluator(EvaluatorBase):
     """Accuracy from the genotype; remembers what it trained and what it was shown."""
+
+    metric_names = ("accuracy",)
 
     def __init__(self) -> None:
         self.trained: list[tuple[int, ...]] = []

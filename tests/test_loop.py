@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from compiler.space import load_space, load_space_file
+from search.evaluators.base import EvaluatorBase
 from search.evaluators.table import TableEvaluator
+from search.journal import RECORD_FIELDS, Journal
 from search.loop import ResumeError, SearchLoop
 from search.objectives import ObjectiveSet
 from search.strategies.evolution import RegularizedEvolution
@@ -93,12 +95,13 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path: Path) 
                        " b = (a, x) -> add\n output b -> relu -> global_avgpool -> flatten -> linear([2 | 4]) }",
                        "t.arch")
 
-    def evaluator(genotype, space):  # noqa: ANN001, ANN202
-        if genotype[1] == 1:
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return {"accuracy": float(genotype[0]), "status": "ok"}
+    class Evaluator(EvaluatorBase):
+        def __call__(self, genotype, space):  # noqa: ANN001, ANN204
+            if genotype[1] == 1:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return {"accuracy": float(genotype[0]), "status": "ok"}
 
-    loop = SearchLoop(space, RandomSearch(space, seed=0, objectives=OBJECTIVES), evaluator, OBJECTIVES, 6,
+    loop = SearchLoop(space, RandomSearch(space, seed=0, objectives=OBJECTIVES), Evaluator(), OBJECTIVES, 6,
                       tmp_path, progress=False)
     records = loop.run()
     statuses = {tuple(r["genotype"]): r["status"] for r in records}
@@ -108,3 +111,13 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path: Path) 
     assert all(s == "ok" for g, s in statuses.items() if g[0] != 1 and g[1] == 0)
     invalid = next(r for r in records if r["status"] == "invalid")
     assert "t.arch:3:" in invalid["metrics"]["error"] and "shape error" in invalid["metrics"]["error"]
+
+
+def test_journal_add_builds_the_record_and_appends_it(tmp_path: Path) -> None:
+    """The one builder and writer of history.jsonl's lines (the loop's, and every strategy's through it)."""
+    journal = Journal.of_run(tmp_path)
+    first = journal.add(0, (1, 2), {"op": "conv"}, "model m() {}", {"accuracy": 0.5}, 1.25)
+    second = journal.add(1, [0, 0], {"op": "skip"}, "", {"status": "invalid", "error": "shape error"}, 0.1)
+    assert journal.path == tmp_path / "history.jsonl" and journal.read() == [first, second]
+    assert set(first) == {*RECORD_FIELDS, "seconds", "time"} and first["genotype"] == [1, 2]
+    assert (first["status"], second["status"]) == ("ok", "invalid")

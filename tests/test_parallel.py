@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from compiler.space import load_space_file
 from conftest import run_cli
+from search.evaluators.base import EvaluatorBase
 from search.evaluators.table import TableEvaluator
 from search.evaluators.train import TrainEvaluator
 from search.loop import SearchLoop
@@ -41,7 +42,7 @@ class UnevenTable(TableEvaluator):
                 "gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
 
-class DyingEvaluator:
+class DyingEvaluator(EvaluatorBase):
     def __call__(self, genotype, space):  # noqa: ANN001, ANN204
         os._exit(3)  # a worker killed mid-evaluation (out of memory, a crash in a kernel, ...)
 

@@ -134,7 +134,15 @@ def test_table_round_trips_and_refuses_other_settings(tmp_path: Path) -> None:
         again.check_compatible(Settings(threads=1, dtype="bf16"))
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "version": 0}))
-    with pytest.raises(ValueError, match="rebuild it"):
+    with pytest.raises(ArchError, match="build it again") as info:
+        LatencyTable.load(path)
+    assert str(info.value).startswith(f"{path}: error: latency table version 0 is not 2")
+    path.write_text('{"version": 2, "device": "cpu",\n "entries": {,}}')  # damaged by hand
+    with pytest.raises(ArchError) as info:
+        LatencyTable.load(path)
+    assert str(info.value).startswith(f"{path}:2:14: error: not a latency table: not valid JSON")
+    path.write_text("[1, 2]")
+    with pytest.raises(ArchError, match=r"error: not a latency table \(a JSON object with version"):
         LatencyTable.load(path)
     with pytest.raises(FileNotFoundError, match="task=profile_ops"):
         LatencyTable.load(tmp_path / "missing.json")

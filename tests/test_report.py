@@ -1,9 +1,12 @@
 """report.md, pareto.json and plots: the best on the front, one column per metric, no front for one objective,
-readable booleans, and the same order of metrics and decisions whatever order the records hold them in."""
+readable booleans, and the same order of metrics and decisions whatever order the records hold them in. Reporting
+reads results and writes files: it neither trains nor exports (the search task does, before it)."""
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 from compiler.space import load_space_file
@@ -31,15 +34,12 @@ def _records() -> list[dict]:
     return out
 
 
-class TrainedEvaluator:
-    """Stands in for the train evaluator's final run: metrics with booleans, as the trainer reports them."""
-
-    def final(self, genotype, space, out: Path) -> dict:  # noqa: ANN001
-        return {"val_acc": 0.98, "channels_last": False, "compile": True, "epochs": 3}
+# the train evaluator's final run of the best: metrics with booleans, as the trainer reports them
+FINAL = {"val_acc": 0.98, "channels_last": False, "compile": True, "epochs": 3}
 
 
 def test_two_objectives_report_the_best_on_the_front_with_distinct_columns(tmp_path):
-    summary = write_report(_records(), SPACE, TrainedEvaluator(), ACC_PARAMS, tmp_path)
+    summary = write_report(_records(), SPACE, ACC_PARAMS, tmp_path, final=FINAL)
     assert summary["best"]["index"] == 3  # same accuracy as 0, fewer parameters
     report = (tmp_path / "report.md").read_text()
     assert "| # | accuracy | params | decisions |" in report  # was "| accuracy | params | params |"
@@ -57,8 +57,7 @@ def test_two_objectives_report_the_best_on_the_front_with_distinct_columns(tmp_p
 
 def test_one_objective_draws_no_front(tmp_path):
     (tmp_path / "pareto.png").write_bytes(b"left by an earlier run")
-    summary = write_report(_records(), SPACE, TrainedEvaluator(), ObjectiveSet.coerce("accuracy"), tmp_path,
-                           export=False)
+    summary = write_report(_records(), SPACE, ObjectiveSet.coerce("accuracy"), tmp_path)
     assert summary["best"]["index"] == 0  # the best accuracy, the earliest on a tie
     report = (tmp_path / "report.md").read_text()
     assert not (tmp_path / "pareto.png").exists() and (tmp_path / "progress.png").exists()
@@ -66,6 +65,25 @@ def test_one_objective_draws_no_front(tmp_path):
     assert "One objective, so no Pareto front is drawn" in report
     assert "| # | accuracy | params | decisions |" in report
     assert [e["index"] for e in json.loads((tmp_path / "pareto.json").read_text())] == [0, 3]
+
+
+def test_the_report_adds_the_search_to_the_exported_best_and_writes_nothing_else_there(tmp_path):
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "summary.json").write_text(json.dumps({"params": 8634}))  # as exporting the best wrote it
+    write_report(_records(), SPACE, ACC_PARAMS, tmp_path, final=FINAL, best_exported=True)
+    summary = json.loads((best / "summary.json").read_text())
+    assert summary["params"] == 8634 and summary["search"]["final"] == FINAL
+    assert summary["search"]["genotype"] == _records()[3]["genotype"]
+    assert list(summary["search"]["decisions"]) == [d.name for d in SPACE.decisions]
+    assert sorted(p.name for p in best.iterdir()) == ["summary.json"]  # no model.py, no weights: not its job
+    assert "Final training: val_acc = 0.98" in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_module_imports_no_task():
+    code = "import sys, search.report; print(sorted(m for m in sys.modules if m.startswith('search.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "search.report" in loaded and "search.tasks" not in loaded
 
 
 def test_onnx_export_keeps_its_libraries_quiet_unless_asked(tmp_path, caplog):

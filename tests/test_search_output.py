@@ -12,6 +12,7 @@ from conftest import run_cli
 
 from compiler.errors import ArchError
 from compiler.space import load_space_file
+from search.evaluators.base import EvaluatorBase
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.strategies.random_search import RandomSearch
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE_RUN = ["space=nb201", "evaluator=table", "search.progress=false", "task.export_best=false"]
 
 
-class LoggingEvaluator:
+class LoggingEvaluator(EvaluatorBase):
     """Logs like the trainer does each epoch, and notes which handlers the root logger has at that moment."""
 
     def __init__(self) -> None:

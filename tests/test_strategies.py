@@ -1,22 +1,25 @@
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import search.strategies
 from search import nb201
 from search.budget import BudgetedSearch, run_search
 from search.evaluators.table import TableEvaluator
 from search.objectives import ObjectiveSet, pareto_indices
 from compiler.ir.space import Space
-from search.strategies import STRATEGIES, build_strategy, strategy_class
+from search.schema import build as build_from_config
 from search.strategies.base import Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_CSV = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
-# the ask/tell strategies (darts is one-shot: a task of its own, tested in test_darts.py)
+# the ask/tell strategies (darts is one-shot: a task of its own, tested in test_darts.py); the configs are the one
+# registry of strategies
 CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "search").glob("*.yaml")
                  if "strategy" in OmegaConf.load(p).search)
 SMALL = Space.from_sizes(4, 3, 5, 2, 4)  # 480 genotypes
@@ -29,9 +32,10 @@ def toy(genotype):
     return {"accuracy": -float(distance) - 0.5 * (genotype[0] == genotype[2]), "status": "ok"}
 
 
-def build(name, space=SMALL, seed=0, objectives="accuracy"):
+def build(name, space=SMALL, seed=0, objectives="accuracy", **options):
+    """The strategy of conf/search/NAME.yaml, built as the search task builds it, with ``options`` changed."""
     config = OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy
-    make = instantiate(config, _partial_=True, _convert_="all")  # as the search task does
+    make = build_from_config(OmegaConf.merge(config, options), "search.strategy", _partial_=True)
     return make(space=space, seed=seed, objectives=objectives)
 
 
@@ -139,7 +143,7 @@ def test_nsga2_approaches_the_pareto_front():
                 "status": "ok"}
 
     objectives = ObjectiveSet.coerce(["accuracy", "min:params"])
-    strategy = build_strategy("nsga2", space, seed=0, objectives=objectives, population_size=10)
+    strategy = build("nsga2", space, seed=0, objectives=objectives, population_size=10)
     history = run_search(strategy, evaluate, budget=80)
     front = [history[i].genotype for i in pareto_indices([r.metrics for r in history], objectives)]
     # On the true front g[0] == g[1]: the search should have found most sums with that property.
@@ -155,11 +159,22 @@ def test_load_state_checks_strategy_and_space():
         build("evolution", space=Space.from_sizes(2, 2)).load_state_dict(state)
 
 
-def test_registry_names_every_class_and_explains_unknown_names():
-    for name in STRATEGIES:
-        assert issubclass(strategy_class(name), Strategy)
-    with pytest.raises(KeyError, match="unknown strategy 'evolutoin'"):
-        strategy_class("evolutoin")
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_strategy_config_builds_its_strategy(name):
+    strategy = build(name)
+    target = OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy._target_
+    assert isinstance(strategy, Strategy) and f"{type(strategy).__module__}.{type(strategy).__name__}" == target
+
+
+def test_every_strategy_class_has_a_config():
+    """The configs are the registry: a strategy class that no conf/search/*.yaml names cannot be chosen."""
+    for module in pkgutil.iter_modules(search.strategies.__path__):
+        importlib.import_module(f"search.strategies.{module.name}")
+    def subclasses(cls: type) -> set[type]:
+        return {c for s in cls.__subclasses__() for c in (s, *subclasses(s))}
+    classes = {f"{c.__module__}.{c.__name__}" for c in subclasses(Strategy) if c.__module__.startswith("search.")}
+    targets = {OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy._target_ for name in CONFIGS}
+    assert classes == targets
 
 
 def test_batch_ask_proposes_distinct_genotypes_for_guided_local():
@@ -172,8 +187,8 @@ def test_batch_ask_proposes_distinct_genotypes_for_guided_local():
 
 @pytest.mark.parametrize("order", ["random", "model"])
 def test_hill_climb_orders_reach_the_toy_optimum(order):
-    strategy = build_strategy("hill_climb", SMALL, seed=2, order=order, init_samples=5)
+    strategy = build("local_textbook", SMALL, seed=2, order=order, init_samples=5)  # LocalSearch, hill climbing
     history = run_search(strategy, toy, budget=80, seed=2)
     assert max(r.metrics["accuracy"] for r in history) == 0.0  # TARGET itself
     with pytest.raises(ValueError, match="order must be one of"):
-        build_strategy("hill_climb", SMALL, order="steepest")
+        build("local_textbook", SMALL, order="steepest")

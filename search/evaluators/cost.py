@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from compiler.backends.summary import activation_memory_bytes
+from search.evaluators.base import EvaluatorBase
 
 
-class CostEvaluator:
+class CostEvaluator(EvaluatorBase):
     """``(genotype, space) -> {params, macs, activation_mb}``; cheap, so the loop adds it to every result."""
+
+    metric_names = ("params", "macs", "activation_mb")
 
     def __init__(self, batch_size: int = 1) -> None:
         self.batch_size = batch_size

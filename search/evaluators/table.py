@@ -20,6 +20,7 @@ import numpy as np
 from compiler.errors import ArchError, Span
 from compiler.ir.space import Space
 from search import nb201
+from search.evaluators.base import EvaluatorBase
 
 KEY_COLUMN = "arch"
 
@@ -64,7 +65,7 @@ def load_table(path: str, percent: tuple[str, ...] = PERCENT_COLUMNS) -> dict[st
     return columns
 
 
-class TableEvaluator:
+class TableEvaluator(EvaluatorBase):
     """``evaluator(genotype, space) -> metrics`` by table lookup; a genotype missing from the table is reported
     with status "missing" (a failed candidate), not an exception, so a partial table still supports a search."""
 
@@ -75,6 +76,11 @@ class TableEvaluator:
             raise ArchError(f"table {str(table)!r} not found", span=Span("evaluator.table", 0, 0),
                             hint="set evaluator.table to a CSV with columns arch,accuracy, "
                                  "e.g. ../shared/data/nb201-cifar10.csv")
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The table's metric columns (reading the table, once per process, as the first lookup would)."""
+        return tuple(load_table(self.table, self.percent))
 
     def __call__(self, genotype: Sequence[int], space: Space | None = None) -> dict[str, Any]:
         cell = nb201.to_nb201_genotype(space or nb201.SPACE, genotype)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from compiler.config_values import ConfigError, check_arguments, check_seed
 from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
+from search.evaluators.base import EvaluatorBase
 from search.schema import refusals_named
 from search.training import seed_everything, train
 from search.training.config import trainer_with_overrides
@@ -40,12 +41,16 @@ def candidate_seed(seed: int, genotype: Sequence[int]) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-class TrainEvaluator:
-    """``(genotype, space) -> {accuracy, val_acc, val_curve, train_seconds, ...}``; accuracy is the validation
-    accuracy (a fraction) after ``search_overrides`` training; ``final`` trains the best one for the report.
+class TrainEvaluator(EvaluatorBase):
+    """``(genotype, space) -> {accuracy, val_acc, val_curve, train_time_s, ...}``; accuracy is the validation
+    accuracy (a fraction) after ``search_overrides`` training; ``final`` trains the chosen one for ``best/``.
 
     With ``early_stopping`` (MedianStopping's options), a candidate whose validation accuracy falls clearly behind
     the earlier candidates' is stopped (its metrics say ``stopped_epoch``; its accuracy is where it stopped)."""
+
+    # the trainer's numeric results (search/training/trainer.py: base_metrics, final_metrics) and ``accuracy``
+    metric_names = ("accuracy", "val_acc", "best_val_acc", "best_epoch", "stopped_epoch", "train_loss", "train_acc",
+                    "steps", "epochs", "train_time_s", "eval_time_s", "images_per_s", "batch_size", "cpu_threads")
 
     def __init__(self, dataset: Mapping[str, Any], trainer: Mapping[str, Any] | None = None,
                  search_overrides: Mapping[str, Any] | None = None,
@@ -68,6 +73,10 @@ class TrainEvaluator:
         if self.stopper is not None and config.eval_every != 1:
             raise ValueError("early stopping judges every epoch: it needs the search trainer's eval_every = 1, "
                              f"got {config.eval_every}")
+
+    @property
+    def observes_results(self) -> bool:
+        return self.stopper is not None  # the median rule learns from the earlier candidates
 
     @property
     def data(self) -> DataSplits:

@@ -9,4 +9,7 @@ backend uses ``measure`` while ``compiler.api`` is still loading):
 - ``predictor.LatencyPredictor(TABLE, batch_size=...)``: ``metrics(arch)`` -> ``{latency_ms}`` from a table built by
   ``python -m compiler task=profile_ops device=cpu|cuda`` (``optable``, ``task``).
 - ``synthetic.mobilenet_like(seed)``: random MobileNetV2-like networks as .arch text.
+
+``Profiler`` and ``LatencyPredictor`` are what a search's ``profile`` builds: called on a compiled candidate, with
+``metric_names`` and ``measures_time`` (the ``Measurement`` protocol of ``search/evaluators/base.py``).
 """

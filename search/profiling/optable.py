@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from compiler.api import CompileResult, compile_graph
+from compiler.errors import ArchError, Span
 from compiler.ir.graph import Graph, Node, frozen
 from search.profiling.cache import device_fingerprint
 from compiler.backends.runtime.measure import (DTYPES, Settings, make_inputs, percentile, pinned, prepare_module,
@@ -143,6 +144,8 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LatencyTable":
+        if not isinstance(data, dict) or any(k not in data for k in ("device", "settings", "entries")):
+            raise ValueError("not a latency table (a JSON object with version, device, settings and entries)")
         if data.get("version") != TABLE_VERSION:
             raise ValueError(f"latency table version {data.get('version')!r} is not {TABLE_VERSION}; rebuild it")
         return cls(data["device"], data["settings"],
@@ -160,11 +163,22 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
+        """The table saved at ``path``; a file that is not one (damaged, of another version) is a located error."""
         try:
-            return cls.from_json(json.loads(Path(path).read_text()))
+            text = Path(path).read_text()
         except FileNotFoundError:
             raise FileNotFoundError(f"no latency table at '{path}': build one with "
                                     f"`python -m compiler task=profile_ops device=cpu|cuda`") from None
+        hint = f"delete it and build it again: `python -m compiler task=profile_ops device=cpu|cuda task.table={path}`"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ArchError(f"not a latency table: not valid JSON ({err.msg})", Span(str(path), err.lineno, err.colno),
+                            hint=hint) from err
+        try:
+            return cls.from_json(data)
+        except (ValueError, TypeError, AttributeError) as err:  # a JSON value of another shape than a table's
+            raise ArchError(str(err).removesuffix("; rebuild it"), Span(str(path), 0, 0), hint=hint) from err
 
 
 def distinct_ops(graphs: Iterable[Graph]) -> dict[str, Node]:

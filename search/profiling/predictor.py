@@ -77,6 +77,8 @@ class LatencyPredictor:
     given ``save_to``, keeps the grown table there.
     """
 
+    metric_names = ("latency_ms",)  # what ``metrics`` reports
+
     def __init__(self, table: LatencyTable | str | Path, batch_size: int = 1, measure_missing: bool = False,
                  settings: Settings | None = None, save_to: str | Path | None = None, mode: str = "auto",
                  calibrated: bool = True, **settings_overrides: object):

@@ -36,6 +36,7 @@ class Profiler:
     """Measures compiled architectures and remembers every report under (architecture, device, settings)."""
 
     measures_time = True  # its figures need the machine to itself (no parallel training beside it)
+    metric_names = ("latency_ms", "latency_p90_ms", "throughput", "peak_mem_mb")  # what ``metrics`` reports
 
     def __init__(self, settings: Settings | None = None, cache: ProfileCache | str | Path | None = None,
                  **settings_overrides: Any) -> None:

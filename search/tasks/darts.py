@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,22 +31,13 @@ from search.darts.derive import collapse, collapse_warning, derive, edge_groups,
 from search.darts.memory import MemoryEstimate, check_memory, estimate
 from search.darts.report import report_notes, write_alpha_history
 from search.evaluators.cost import CostEvaluator
+from search.journal import Journal
 from search.report import write_report
 from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set
-from search.tasks.search import build_space
+from search.tasks.search import build_space, export_trained
 from search.training import resolve_device, trainer_config
 from search.training.config import trainer_with_overrides
-
-
-class _Trained:
-    """write_report's evaluator for the derived architecture, already trained: ``final`` hands its metrics back."""
-
-    def __init__(self, metrics: Mapping[str, Any]) -> None:
-        self.metrics = dict(metrics)
-
-    def final(self, genotype: Sequence[int], space: Space, out: Path) -> dict[str, Any]:
-        return self.metrics
 
 
 def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, seed: int) -> dict[str, Any]:
@@ -74,7 +64,7 @@ def _training_evaluator(cfg: DictConfig, settings: DartsConfig) -> Any:
     """The configured evaluator, which must train (it holds the data and trains the derived network), with
     DARTS' retraining settings on top of its final ones (checked before any work)."""
     evaluator = build(cfg.evaluator, "evaluator")
-    if not hasattr(evaluator, "final") or getattr(evaluator, "data", None) is None:
+    if evaluator.data is None:
         raise ArchError("DARTS trains a supernet on the data set and the derived network from scratch, which "
                         f"needs a training evaluator, not {type(evaluator).__name__}", Span("evaluator", 0, 0),
                         hint="use evaluator=train (the default) with dataset=NAME")
@@ -177,13 +167,14 @@ def darts_task(cfg: DictConfig) -> int:
     trained_at = time.perf_counter()
     final, metrics = _train_derived(genotype, space, evaluator, out / "best", {
         "supernet_val_acc": history[-1]["val_acc"], "parameter_free_share": check.share}, cfg.get("profile"))
-    record = {"index": 0, "genotype": list(genotype), "decisions": space.describe(genotype),
-              "arch": space.compile(genotype).arch, "metrics": metrics, "status": metrics["status"],
-              "seconds": round(search_seconds + time.perf_counter() - trained_at, 4),  # search + training
-              "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (out / "history.jsonl").write_text(json.dumps(record, sort_keys=True) + "\n")
+    journal = Journal.of_run(out)
+    journal.path.unlink(missing_ok=True)  # one record: the derived architecture of this (possibly resumed) search
+    record = journal.add(0, genotype, space.describe(genotype), space.compile(genotype).arch, metrics,
+                         round(search_seconds + time.perf_counter() - trained_at, 4))  # search + training
+    export_trained(space.compile(genotype), out / "best", formats, space.name, bool(cfg.get("debug")))
     notes = report_notes(supernet, history, choices, memory.line(), warnings, search_seconds, settings.cost.metric)
-    write_report([record], space, _Trained(final), objectives, out, notes=notes, export_formats=formats)
+    write_report([record], space, objectives, out, final=final, best_exported=True, notes=notes,
+                 export_formats=formats)
     if final.get("status") != "ok":
         print(f"the derived architecture failed to train: {final.get('message')}; see {out / 'best/metrics.json'}")
         return 1

@@ -1,22 +1,33 @@
-"""`python -m compiler +search=NAME`: build the space, strategy and evaluator from the config and run the loop."""
+"""`python -m compiler +search=NAME`: build the space, strategy and evaluator from the config, run the loop, then
+train and export the best architecture (best/) and write the report.
+
+The steps, in order: the config is checked (and every objective is a metric some part of the run reports); the
+loop evaluates the candidates (history.jsonl, checkpoint.json); the best record is chosen on the Pareto front; the
+evaluator trains it for deployment (``final``) into best/ with the exports asked for; ``write_report`` then only
+reads those results and writes pareto.json, report.md and the plots.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from compiler.api import read_source
+from compiler.api import CompileOptions, CompileResult, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
-from search.tasks.common import compile_options, export_formats, output_dir
+from search.evaluators.base import Evaluator, Measurement
+from search.tasks.common import compile_options, export_formats, output_dir, write_exports
 from search.loop import SearchLoop
-from search.parallel import Context, visible_gpus
-from search.report import headline_metrics, write_report
+from search.objectives import ObjectiveSet
+from search.parallel import Context, reported_metrics, visible_gpus
+from search.report import best_record, headline_metrics, write_report
 from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set, refusals_named
 from search.structured import plain
@@ -25,7 +36,7 @@ from search.training.specialise import data_parameters, model_parameters
 log = logging.getLogger("search")
 
 
-def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space:
+def build_space(cfg: DictConfig, evaluator: Evaluator, validate: bool = True) -> Space:
     """The space, re-specialised to the evaluator's data when it trains: the data's input shape, and the model
     parameters `num_classes` / `in_channels` / `size` where the space declares them (as `task=train` does).
     ``validate``: compile every option first (a supernet, which holds every option, checks them itself).
@@ -35,7 +46,7 @@ def build_space(cfg: DictConfig, evaluator: Any, validate: bool = True) -> Space
     params: dict[str, Any] = {k: v for k, v in (plain(given) or {}).items() if v is not None}
     input_shape = None
     options = compile_options(cfg)
-    data = getattr(evaluator, "data", None)  # evaluators that train expose their DataSplits
+    data = evaluator.data  # evaluators that train hold their DataSplits
     if data is not None:
         input_shape = tuple(data.input_shape)
         declared = model_parameters(read_source(cfg.space.arch, options.limits), str(cfg.space.arch), options.limits)
@@ -50,18 +61,24 @@ WORKER_KEYS = ("ops", "objective", "evaluator", "space", "profile", "input_shape
 # what a worker needs of the config (its compile options, to build the space when it is not sent one)
 
 
+def evaluation_parts(cfg: DictConfig) -> tuple[ObjectiveSet, Evaluator, list[Measurement]]:
+    """Objectives, evaluator and measurements (``profile``), built from the config (op modules loaded first)."""
+    load_op_modules(cfg.get("ops") or [])
+    objectives = objective_set(cfg.objective)
+    evaluator = build(cfg.evaluator, "evaluator")
+    profile = cfg.get("profile")
+    measurements = [build(profile, "profile")] if profile and profile.get("_target_") else []
+    return objectives, evaluator, measurements
+
+
 def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None
                        ) -> Context:
     """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
     resolved copy of the config (``worker_config``), by every parallel worker, the same way. A worker receives the
     main process's ``space`` (pickled; its ops are looked up once the op modules are imported here)."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-    load_op_modules(cfg.get("ops") or [])
-    objectives = objective_set(cfg.objective)
-    evaluator = build(cfg.evaluator, "evaluator")
+    objectives, evaluator, measurements = evaluation_parts(cfg)
     space = space if space is not None else build_space(cfg, evaluator, validate=validate)
-    profile = cfg.get("profile")
-    measurements = [build(profile, "profile")] if profile and profile.get("_target_") else []
     return Context(space, evaluator, objectives, measurements)
 
 
@@ -80,21 +97,56 @@ def profile_choice(cfg: DictConfig) -> str:
     return str(cfg.profile.get("device", "?"))
 
 
+def check_parallel(cfg: DictConfig, workers: int, evaluator: Evaluator, measurements: Sequence[Measurement]) -> None:
+    """Several workers train side by side: refuse them when a figure is timed while they do."""
+    if workers == 1:
+        return
+    hint = ("use search.workers=1, or profile=predictor with profile.measure_missing=false (a table built "
+            "beforehand), or profile=none")
+    if any(m.measures_time for m in measurements):
+        raise ConfigError("search.workers", f"search.workers={workers} with profile={profile_choice(cfg)}: latency "
+                          "would be timed while other workers train on the same machine", hint=hint)
+    if evaluator.measures_time:
+        raise ConfigError("search.workers", f"search.workers={workers} with {type(evaluator).__name__}: it times "
+                          "candidates, which other workers would slow down on the same machine",
+                          hint="use search.workers=1")
+
+
+def export_best(record: Mapping[str, Any], space: Space, evaluator: Evaluator, out: Path,
+                formats: Sequence[str] = (), library_logs: bool = False) -> dict[str, Any]:
+    """best/: canonical .arch, standalone model.py (+ profile.py), summary.json; the evaluator's final training of
+    it (weights.pt, metrics.json) when it can train; then the deployment exports asked for (``export=[onnx,...]``),
+    with the trained weights when there are some. Returns the final training's metrics ({}: none)."""
+    result = space.compile(record["genotype"])
+    result.write(out)
+    final = evaluator.final(record["genotype"], space, out) or {}
+    export_trained(result, out, formats, space.name, library_logs)
+    return dict(final)
+
+
+def export_trained(compiled: CompileResult, out: Path, formats: Sequence[str], where: str,
+                   library_logs: bool = False) -> None:
+    """The deployment exports of the model in ``out`` (``export=[onnx,...]``), with its trained weights.pt when
+    there is one (else freshly initialised weights)."""
+    if not formats:
+        return
+    model = compiled.build()
+    if (out / "weights.pt").exists():
+        model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    write_exports(compiled, model, out, list(formats), where, library_logs=library_logs)
+
+
 def search_task(cfg: DictConfig) -> int:
     check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
-    check_value(cfg.task.get("export_best", True), bool, "task.export_best")
+    export = check_value(cfg.task.get("export_best", True), bool, "task.export_best")
     formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
     start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
     workers = int(cfg.search.workers)
-    context = evaluation_context(cfg, validate=True)
-    space, evaluator, objectives, measurements = (context.space, context.evaluator, context.objectives,
-                                                  context.measurements)
-    if workers > 1 and any(getattr(m, "measures_time", False) for m in measurements):
-        raise ConfigError("search.workers", f"search.workers={workers} with profile={profile_choice(cfg)}: latency "
-                          "would be timed while other workers train on the same machine",
-                          hint="use search.workers=1, or profile=predictor with profile.measure_missing=false "
-                               "(a table built beforehand), or profile=none")
+    objectives, evaluator, measurements = evaluation_parts(cfg)
+    check_parallel(cfg, workers, evaluator, measurements)
+    objectives.check_reported(reported_metrics(evaluator, measurements))  # not a search that nothing can score
+    space = build_space(cfg, evaluator, validate=True)
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
@@ -112,9 +164,12 @@ def search_task(cfg: DictConfig) -> int:
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
                       worker_context=worker_context, devices=gpus)
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
-    summary = write_report(records, space, evaluator, objectives, out, export=bool(cfg.task.get("export_best", True)),
-                           export_formats=formats, library_logs=bool(cfg.get("debug")))
-    best = summary["best"]
+    best = best_record(records, objectives)
+    exported = best is not None and export
+    # the one step after the search that trains: the best architecture, for deployment
+    final = export_best(best, space, evaluator, out / "best", formats, bool(cfg.get("debug"))) if exported else None
+    summary = write_report(records, space, objectives, out, final=final, best_exported=exported,
+                           export_formats=formats)
     elapsed = time.perf_counter() - start
     if best is None:
         print(f"no candidate succeeded in {len(records)} evaluations; see {out / 'history.jsonl'}")
@@ -127,7 +182,7 @@ def search_task(cfg: DictConfig) -> int:
     if final:
         print("final training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in final.items() if isinstance(v, (int, float))))
-    exported = f"; best: {out / 'best'}" if cfg.task.get("export_best", True) else ""
+    exported = f"; best: {out / 'best'}" if export else ""
     print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}{exported} "
           f"({elapsed:.1f} s)")
     return 0

@@ -1,0 +1,77 @@
+"""What the search frame asks of evaluators and measurements (search/evaluators/base.py): every configured one
+has it, the defaults do nothing, and what they declare to report is what they report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from compiler.space import load_space_file
+from search.evaluators.base import Evaluator, EvaluatorBase, Measurement
+from search.evaluators.cost import CostEvaluator
+from search.evaluators.table import TableEvaluator
+from search.parallel import reported_metrics
+from search.profiling.optable import LatencyTable
+from search.profiling.predictor import LatencyPredictor
+from search.schema import build
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
+
+
+def _config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["+search=random", *overrides])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "evaluator").glob("*.yaml")))
+def test_every_evaluator_config_builds_an_evaluator(name: str) -> None:
+    evaluator = build(_config(f"evaluator={name}", "space=nb201").evaluator, "evaluator")
+    assert isinstance(evaluator, Evaluator) and isinstance(evaluator, EvaluatorBase)
+    assert evaluator.metric_names and not evaluator.measures_time and not evaluator.observes_results
+
+
+def test_every_measuring_profile_builds_a_measurement() -> None:
+    profile = build(_config("profile=cpu").profile, "profile")
+    assert isinstance(profile, Measurement) and profile.measures_time
+    assert profile.metric_names == ("latency_ms", "latency_p90_ms", "throughput", "peak_mem_mb")
+    predictor = LatencyPredictor(LatencyTable("cpu", {}))
+    assert isinstance(predictor, Measurement) and not predictor.measures_time
+    assert predictor.metric_names == ("latency_ms",)
+
+
+def test_the_defaults_do_nothing_and_cannot_train(tmp_path: Path) -> None:
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "nb201.arch"))
+    cost = CostEvaluator()
+    cost.observe({"accuracy": 1.0})
+    cost.observe_all([])
+    assert cost.data is None and cost.final((0,) * len(space.decisions), space, tmp_path) is None
+    assert not any(tmp_path.iterdir())
+    metrics = cost((0,) * len(space.decisions), space)
+    assert set(metrics) == {*cost.metric_names, "status"}
+
+
+def test_reported_metrics_name_each_metric_once_by_where_it_comes_from() -> None:
+    table = TableEvaluator(TABLE)
+    assert table.metric_names == ("accuracy",)  # the CSV's metric columns
+    profile = build(_config("profile=cpu").profile, "profile")
+    assert reported_metrics(table, [profile]) == {
+        "cost": ("params", "macs", "activation_mb"),
+        "profile": ("latency_ms", "latency_p90_ms", "throughput", "peak_mem_mb"), "evaluator": ("accuracy",)}
+    assert reported_metrics(CostEvaluator(), [])["evaluator"] == ()  # its metrics are the cost's
+
+
+def test_an_evaluator_that_times_candidates_refuses_parallel_workers() -> None:
+    from compiler.config_values import ConfigError
+    from search.tasks.search import check_parallel
+
+    class Timing(EvaluatorBase):
+        metric_names = ("latency_ms",)
+        measures_time = True
+
+    cfg = _config()
+    check_parallel(cfg, 1, Timing(), [])
+    with pytest.raises(ConfigError, match=r"^search.workers: error: search.workers=2 with Timing: it times"):
+        check_parallel(cfg, 2, Timing(), [])
+    check_parallel(cfg, 2, CostEvaluator(), [])
