@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Optional
 
@@ -21,9 +20,7 @@ from omegaconf import DictConfig
 import compiler.run_dir  # noqa: F401  (registers the resolver of hydra.run.dir before Hydra reads it)
 from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
+from compiler.resources import CONFIG_SEARCH_PATH
 
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM. A KeyboardInterrupt, so that code which lets Ctrl-C through lets SIGTERM through too."""
@@ -57,7 +54,7 @@ def _where(cfg: DictConfig) -> str:
     return f": the files written so far are in {out}"
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_SEARCH_PATH, config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         check_value(cfg.get("debug", False), bool, "debug")
