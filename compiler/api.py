@@ -59,8 +59,8 @@ def input_shape_of(value: Any) -> tuple[int, ...]:
 def pipeline(options: CompileOptions = CompileOptions()) -> PassManager:
     """The IR -> IR passes every model goes through before code generation."""
     reg = options.registry
-    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(reg), EliminateDeadCode(warn=False),
-                        AnalyseCosts(reg)],
+    return PassManager([Verify(reg), EliminateDeadCode(), InferShapes(reg), Simplify(reg),
+                        EliminateDeadCode(warn=False), AnalyseCosts(reg)],
                        debug=options.debug, verifier=lambda g: verify(g, reg))
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from compiler.errors import ArchError, Span
-from compiler.ir.graph import Graph, Node
+
+if TYPE_CHECKING:  # annotations only: the limits sit below the IR (a layer of pyproject.toml's import contracts)
+    from compiler.ir.graph import Graph, Node
 
 
 @dataclass(frozen=True)

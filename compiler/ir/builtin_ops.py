@@ -163,7 +163,8 @@ _register_builtin(
 def _activation(name: str, module: str, doc: str, in_place: bool = True) -> None:
     def lower(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
         return Lowering(f"nn.{module}()", _module_call)
-    _register_builtin(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True, doc=doc)
+    _register_builtin(name, infer_shape=lambda a, i: i[0], lower=lower, in_place_able=in_place, activation=True,
+                      doc=doc)
 
 
 for _name, _module, _doc in [

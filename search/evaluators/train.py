@@ -19,7 +19,7 @@ from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
 from search.schema import refusals_named
 from search.training import seed_everything, train
-from search.training.config import trainer_with_overrides
+from search.training.checks import trainer_with_overrides
 
 
 def _plain(config: Any, key: str) -> dict[str, Any]:
