@@ -32,8 +32,9 @@ def resource(relative: str) -> Path:
     """A file or folder the package ships, e.g. ``resource("spaces/nb201.arch")``, as a path on disk.
 
     pip installs a wheel unpacked, so the resources are plain files that Hydra, the parser and the user's tools can
-    open by name."""
-    return Path(str(files(PACKAGE).joinpath(relative)))
+    open by name. The path is resolved: in a checkout it names the file in its top-level folder
+    (examples/spaces/nb201.arch), as messages and recorded run configurations always did."""
+    return Path(str(files(PACKAGE).joinpath(relative))).resolve()
 
 
 def grammar_text() -> str:
@@ -43,7 +44,7 @@ def grammar_text() -> str:
 
 def checkout_root() -> Path | None:
     """The source checkout the package runs from (its pyproject.toml beside the package), None when installed."""
-    root = resource(".").resolve().parent
+    root = resource(".").parent
     return root if (root / "pyproject.toml").is_file() and (root / "conf").is_dir() else None
 
 
