@@ -33,15 +33,26 @@ def _site_packages() -> list[str]:
             and p not in stdlib and Path(p).resolve() != ROOT]
 
 
+def _source_copy(dest: Path) -> Path:
+    """What the wheel is built from, copied (links kept), so that setuptools' build/ and egg-info folders are made
+    there and not in the checkout, whose build/ may hold a user's outputs."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    for name in ("compiler", "search", "grammar", "conf", "examples"):
+        shutil.copytree(ROOT / name, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The python of a fresh venv holding only the wheel built from this checkout."""
     base = tmp_path_factory.mktemp("wheel")
+    source = _source_copy(base / "source")
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(base / "dist"), str(ROOT)], cwd=base, capture_output=True, text=True,
+                            "-w", str(base / "dist"), str(source)], cwd=base, capture_output=True, text=True,
                            timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
-    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' staging folder (git-ignored)
     wheels = list((base / "dist").glob("automl_codegen-*.whl"))
     assert len(wheels) == 1
     names = set(zipfile.ZipFile(wheels[0]).namelist())
