@@ -141,7 +141,10 @@ def run_ours(name: str, archive: Path, runs: int, data_overrides: list[str], tra
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:
     acc = [r["test_acc_tta"] for r in rows]
     times = [r["time_s"] for r in rows]
-    spread = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+
+    def spread(v: list[float]) -> float:
+        return statistics.stdev(v) if len(v) > 1 else 0.0
+
     return {"n": len(rows), "acc_mean": statistics.mean(acc), "acc_std": spread(acc),
             "time_mean": statistics.mean(times), "time_std": spread(times)}
 

@@ -11,8 +11,8 @@ For each example and batch size, each of the R repeats measures with both tools 
 drift hits both alike). Printed: the median over repeats of each tool's median, the run-to-run spread (min-max
 over the repeats), and the difference of the two (goal: within 5 % on the CPU, 3 % on CUDA); also the median of
 the repeats' paired differences, which a host drifting between fast and slow phases (seen on the GPU VMs: launch-
-bound models 1.5-1.9x slower for seconds at a time) leaves unbiased. --cpu N pins both tools to one core. Our harness is the
-in-process API, which runs the very code the generated profile.py embeds (compiler/backends/runtime/measure.py).
+bound models 1.5-1.9x slower for seconds at a time) leaves unbiased. --cpu N pins both tools to one core. Our harness is
+the in-process API, which runs the very code the generated profile.py embeds (compiler/backends/runtime/measure.py).
 Needs only torch and this repository (lark, jinja2).
 """
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Optional
 
@@ -23,8 +22,8 @@ from omegaconf import DictConfig
 import compiler.run_dir  # noqa: F401  (registers the resolver of hydra.run.dir before Hydra reads it)
 from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
+from compiler.resources import CONFIG_SEARCH_PATH
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 HYDRA_FAILED = 1  # the status Hydra exits with when it cannot compose the config (hydra/_internal/utils.py)
 
 
@@ -67,7 +66,7 @@ def _where(cfg: DictConfig) -> str:
     return f": the files written so far are in {out}"
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_SEARCH_PATH, config_name="config")
 def main(cfg: DictConfig) -> None:
     _Progress.task_started = True
     try:

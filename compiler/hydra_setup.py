@@ -1,6 +1,10 @@
 """What the configs in conf/ need from Python before Hydra composes them (imported by ``compiler``'s __init__).
 
-* ``${project_root:}``: the checkout this package runs from, so paths in conf/ work from any directory.
+* ``${resource:PATH}``: a file the package ships (compiler/resources.py), e.g. ``${resource:spaces/nb201.arch}``,
+  so conf/ works from any directory, in a checkout and installed alike.
+* ``${shared_data:}``: the folder of the data sets that are not shipped: ``$AUTOML_SHARED_DATA``, else
+  ``shared/data`` beside the checkout; an installed package without the variable gets a path that names it, so the
+  "not found" error of the table or archive says what to set.
 * ``${arch_or:DEFAULT}``: the top-level ``arch`` when given, else DEFAULT. conf/space/*.yaml read their file so,
   which makes ``+search=random arch=my_space.arch`` search that file (``space.arch=...`` still names it directly).
 * ``open_search``: the ``search`` node, open to keys Hydra's struct mode would refuse. conf/search/*.yaml start from
@@ -9,13 +13,12 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from compiler.resources import resource, shared_data
 
 
 def _arch_or(default: str, *, _root_: DictConfig) -> Any:
@@ -28,8 +31,10 @@ def _open_search_node() -> DictConfig:
     return node
 
 
-if not OmegaConf.has_resolver("project_root"):
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+if not OmegaConf.has_resolver("resource"):
+    OmegaConf.register_new_resolver("resource", lambda relative: str(resource(relative)))
+if not OmegaConf.has_resolver("shared_data"):
+    OmegaConf.register_new_resolver("shared_data", shared_data)
 if not OmegaConf.has_resolver("arch_or"):
     OmegaConf.register_new_resolver("arch_or", _arch_or)
 ConfigStore.instance().store(name="open_search", node=_open_search_node())

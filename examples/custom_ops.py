@@ -1,6 +1,6 @@
 """How to add an op without editing AutoML-CodeGen: register it in your own module and name the module in the
-config: `python -m compiler arch=my.arch ops=[examples.custom_ops]` (the module must be importable, e.g. run from
-the repository root or put it on PYTHONPATH).
+config: `python -m compiler arch=my.arch ops=[examples.custom_ops]` (op modules are found from the current
+directory, here the repository root, or from PYTHONPATH; a copy of this file as ./my_ops.py is `ops=[my_ops]`).
 
 This file adds `channel_shuffle(groups)` (ShuffleNet) and `hardtanh(min, max)`.
 """

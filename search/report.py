@@ -34,7 +34,8 @@ def best_rule(objectives: ObjectiveSet) -> str:
     names = objectives.names
     most = "highest" if objectives.primary.direction == "max" else "lowest"
     if objectives.weighted:
-        terms = " ".join(f"{'+' if o.direction == 'max' else '-'} {o.weight:g} * {o.name}" for o in objectives.objectives)
+        terms = " ".join(f"{'+' if o.direction == 'max' else '-'} {o.weight:g} * {o.name}"
+                         for o in objectives.objectives)
         return f"the member of the Pareto front with the largest {terms.removeprefix('+ ')} (`scalarize: weighted`)"
     if len(names) == 1:
         return f"the architecture with the {most} {names[0]}, the earliest one on a tie"

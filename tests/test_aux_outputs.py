@@ -56,8 +56,8 @@ def test_dead_code_elimination_keeps_the_head_and_costs_count_it_separately() ->
         {"name": "aux", "node": "aux_linear1", "shape": [10], "training_only": True}]
     assert f"{main + head:,} parameters ({main:,} without the auxiliary outputs)" in result.layer_table()
     # a model without one says nothing new
-    plain = compile_source(TWO_OUTPUTS.replace("    output aux = y -> global_avgpool -> flatten -> linear(num_classes)\n",
-                                               ""))
+    aux_line = "    output aux = y -> global_avgpool -> flatten -> linear(num_classes)\n"
+    plain = compile_source(TWO_OUTPUTS.replace(aux_line, ""))
     assert plain.summary["inference_params"] == plain.summary["params"] == main
     assert "auxiliary" not in plain.source and "self.training" not in plain.source
 

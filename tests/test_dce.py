@@ -22,4 +22,5 @@ def test_ir_in_ir_out_keeps_what_any_output_needs() -> None:
     # the unused graph input stays (it is part of the model's signature); the auxiliary head stays
     assert after == Graph("g", (n("x", "input"), n("y", "input"), n("a", "relu", "x"), n("h", "sigmoid", "a"),
                                 n("b", "tanh", "a")), "b", aux_outputs=(("aux", "h"),))
-    assert after.meta["warnings"] == ("<unknown>:0:0: warning: the value of 'dead' (relu) is never used; it was removed",)
+    assert after.meta["warnings"] == (
+        "<unknown>:0:0: warning: the value of 'dead' (relu) is never used; it was removed",)

@@ -75,7 +75,8 @@ def test_select_and_integer_arithmetic() -> None:
 ERRORS = [
     # (source, line, column, words in the message)
     ("model m() { input x: [1, 8, 8]\n output x -> rleu }", 2, 14, "hint: did you mean 'relu'?"),
-    ("model m() { input x: [1, 8, 8]\n output x -> conv(4, kernal=3) }", 2, 14, "no argument 'kernal'; did you mean 'kernel'"),
+    ("model m() { input x: [1, 8, 8]\n output x -> conv(4, kernal=3) }", 2, 14,
+     "no argument 'kernal'; did you mean 'kernel'"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(4, 3.5) }", 2, 14, "must be an integer"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(true) }", 2, 14, "must be a number"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(4, bias=1) }", 2, 14, "must be true or false"),
@@ -83,8 +84,8 @@ ERRORS = [
     ("model m() { input x: [1, 8, 8]\n output y -> relu }", 2, 9, "undefined value 'y'"),
     ("model m() { input x: [1, 8, 8]\n output x -> conv(c) }", 2, 19, "undefined name 'c'"),
     ("model m() { input x: [1, 8, 8]\n a = b -> relu\n b = a -> relu\n output b }", 2, 6, "used before it is defined"),
-    ("block a() { input x output x -> b }\nblock b() { input x output x -> a }\nmodel m() { input x: [1,2,2] output x -> a }",
-     2, 33, "cycle (a -> b -> a)"),
+    ("block a() { input x output x -> b }\nblock b() { input x output x -> a }\n"
+     "model m() { input x: [1,2,2] output x -> a }", 2, 33, "cycle (a -> b -> a)"),
     ("block b() { input x output x }\nblock b() { input x output x }\nmodel m() { input x: [1,2,2] output x -> b }",
      2, 7, "defined twice"),
     ("model m(c, c) { input x: [1, 8, 8] output x }", 1, 12, "declared twice"),
@@ -121,7 +122,8 @@ def test_user_errors_are_located(text: str, line: int, col: int, words: str) -> 
 
 
 def test_errors_inside_blocks_name_the_instantiation() -> None:
-    text = "block b(c) { input x\n output x -> conv(c, 9, padding=0) }\nmodel m() { input x: [1, 4, 4]\n output x -> b(2) }"
+    text = ("block b(c) { input x\n output x -> conv(c, 9, padding=0) }\n"
+            "model m() { input x: [1, 4, 4]\n output x -> b(2) }")
     with pytest.raises(ArchError) as info:
         compile_source(text, "blk.arch")
     err = info.value

@@ -193,7 +193,7 @@ TASKS = {  # the cheapest run of each task
     "compile": ["arch={arch}"],
     "train": ["task=train", "arch={arch}", "trainer.budget.steps=1", "trainer.progress=false"],
     "search": ["+search=random", "search.budget=1", "search.progress=false", "task.export_best=false",
-               "evaluator=cost"],
+               "evaluator=cost", "objective.objectives=[{{name:params,direction:min}}]"],
     "darts": ["+search=darts", "search.epochs=1", "search.progress=false"],
     "profile_ops": ["task=profile_ops", "device=cpu", "task.archs=[{arch}]", "task.synthetic=0", "task.report=false"],
 }

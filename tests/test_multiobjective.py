@@ -106,8 +106,8 @@ def test_best_is_on_the_front_and_never_dominated():
 
 def test_best_breaks_ties_by_the_other_objectives_in_order():
     three = ObjectiveSet.coerce(["accuracy", "min:latency_ms", "min:params"])
-    history = [{"index": i, "metrics": {"accuracy": a, "latency_ms": l, "params": p, "status": "ok"}}
-               for i, (a, l, p) in enumerate([(0.9, 2.0, 10), (0.9, 1.0, 50), (0.9, 1.0, 40), (0.8, 0.5, 1)])]
+    history = [{"index": i, "metrics": {"accuracy": a, "latency_ms": ms, "params": p, "status": "ok"}}
+               for i, (a, ms, p) in enumerate([(0.9, 2.0, 10), (0.9, 1.0, 50), (0.9, 1.0, 40), (0.8, 0.5, 1)])]
     assert best_record(history, three)["index"] == 2
 
 

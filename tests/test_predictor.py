@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-from compiler.__main__ import CONFIG_DIR
 from compiler.api import CompileOptions, compile_file, compile_graph, compile_source
 from compiler.errors import ArchError
+from compiler.resources import CONFIG_PACKAGE
 from compiler.backends.runtime.measure import Settings
 from search.profiling.optable import (OVERHEAD, LatencyTable, distinct_ops, fill_table, measure_compiled_ms,
                                         op_key, single_op_graph)
@@ -257,7 +257,7 @@ def test_profile_ops_task_builds_extends_and_reports(tmp_path: Path, capsys: pyt
     assert report["batch_sizes"]["1"]["calibration"]["held_out"]["n"] == 4
     # again, in this process: the table on disk is extended, nothing measured twice; other settings are refused
     args += [f"task.table={tmp_path / 'latency_table_cpu.json'}", f"out_dir={tmp_path / 'again'}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
         assert profile_ops_task(compose("config", args)) == 0
         assert "(0 entries measured now)" in capsys.readouterr().out
         assert (tmp_path / "again" / "predictor_report.json").exists()

@@ -32,7 +32,8 @@ NAMES = ["self", "torch", "nn", "class", "def", "lambda", "None", "True", "print
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_value_names_compile_to_safe_python(name: str) -> None:
-    text = f"model {name}() {{ input {name}: [2, 4, 4]\n {name}2 = {name} -> relu\n {name}3 = {name}2 -> conv(2, 1)\n output {name}3 }}"
+    text = (f"model {name}() {{ input {name}: [2, 4, 4]\n {name}2 = {name} -> relu\n"
+            f" {name}3 = {name}2 -> conv(2, 1)\n output {name}3 }}")
     try:
         result = compile_source(text, "names.arch")
     except ArchError as err:  # a name the grammar does not accept is rejected, with a location

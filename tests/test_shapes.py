@@ -46,7 +46,8 @@ def test_merging_ops() -> None:
 
 @pytest.mark.parametrize("body, line, words", [
     ("output x -> linear(10)", 2, "'linear' expects a flat [features] input, got [3, 32, 32]; add 'flatten'"),
-    ("a = x -> conv(8, 1)\n output (a, x) -> add", 3, "input 1 is [8, 32, 32], input 2 is [3, 32, 32] (channels differ)"),
+    ("a = x -> conv(8, 1)\n output (a, x) -> add", 3,
+     "input 1 is [8, 32, 32], input 2 is [3, 32, 32] (channels differ)"),
     ("output x -> conv(8, 40, padding=0)", 2, "does not fit"),
     ("output x -> flatten -> conv(3)", 2, "cannot follow 'flatten'"),
     ("a = x -> maxpool(2)\n output (a, x) -> concat", 3, "agree in all but the channel dimension"),

@@ -104,7 +104,10 @@ def summarize(graph: Graph) -> dict[str, Any]:
 def layer_table(summary: dict[str, Any], max_rows: int | None = None) -> str:
     rows = [("layer", "op", "output", "params", "MACs")]
     layers = summary["layers"]
-    shown = layers if max_rows is None or len(layers) <= max_rows else layers[: max_rows // 2] + [None] + layers[-max_rows // 2:]
+    if max_rows is None or len(layers) <= max_rows:
+        shown = layers
+    else:
+        shown = layers[: max_rows // 2] + [None] + layers[-max_rows // 2:]
     for layer in shown:
         if layer is None:
             rows.append(("...", "", "", "", ""))

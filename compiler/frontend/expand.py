@@ -190,7 +190,8 @@ class Expander:
             if key not in names:
                 hint = difflib.get_close_matches(key, names, n=1)
                 raise self.error(f"model '{model.name}' has no parameter '{key}'", model,
-                                 f"did you mean '{hint[0]}'?" if hint else f"its parameters: {', '.join(names) or 'none'}")
+                                 f"did you mean '{hint[0]}'?" if hint
+                                 else f"its parameters: {', '.join(names) or 'none'}")
             overrides[key] = self._override(key, overrides[key])
         params = self._fill_defaults(f"model '{model.name}'", model.params, overrides, model.span)
         scope = _Scope("", dict(params), later=_assigned_names(model.body), is_model=True)

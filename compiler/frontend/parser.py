@@ -1,9 +1,8 @@
-"""Text -> AST. One LALR parser built once per process from grammar/arch.lark; friendly, located errors."""
+"""Text -> AST. One LALR parser built once per process from grammar/arch.lark (package data); located errors."""
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from lark import Lark, v_args
@@ -13,8 +12,7 @@ from lark.visitors import Transformer_NonRecursive
 from compiler.errors import ArchError, Span
 from compiler.frontend import ast
 from compiler.limits import DEFAULT_LIMITS, Limits, limit_error
-
-GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "arch.lark"
+from compiler.resources import grammar_text
 
 # How terminals are named in messages (Lark's own names are things like RPAR or __ANON_3).
 _TERMINAL_NAMES = {
@@ -46,7 +44,7 @@ _EXAMPLES: dict[str, list[str]] = {
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
 def _span(meta_or_token: Any, filename: str) -> Span:

@@ -56,7 +56,8 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
     models = [d for d in module.definitions if d.kind == "model"]
     if not models:
         raise ArchError("no model in this file", module.span if module.span.line else Span(module.filename, 1, 1),
-                        source, "add one, e.g. `model net() { input x: [3, 32, 32]  output x -> flatten -> linear(10) }`")
+                        source,
+                        "add one, e.g. `model net() { input x: [3, 32, 32]  output x -> flatten -> linear(10) }`")
     if len(models) > 1:
         raise fail(f"a file holds one model; '{models[1].name}' is a second (first: '{models[0].name}')", models[1])
 

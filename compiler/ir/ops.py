@@ -11,8 +11,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 import pickle
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -125,8 +127,8 @@ class OpSpec:
         return self.normalize(attrs)
 
     def signature(self) -> str:
-        parts = [a.name if a.default is REQUIRED else f"{a.name}={_show(a.default) if a.default is not None else 'auto'}"
-                 for a in self.args]
+        parts = [a.name if a.default is REQUIRED
+                 else f"{a.name}={_show(a.default) if a.default is not None else 'auto'}" for a in self.args]
         return f"{self.name}({', '.join(parts)})"
 
 
@@ -136,7 +138,8 @@ class OpRegistry:
 
     def register(self, spec: OpSpec, *, replace: bool = False) -> OpSpec:
         if spec.name in self._ops and not replace and self._ops[spec.name] != spec:
-            raise ValueError(f"op '{spec.name}' is already registered (by {self._ops[spec.name].module or 'the project'})")
+            raise ValueError(f"op '{spec.name}' is already registered "
+                             f"(by {self._ops[spec.name].module or 'the project'})")
         if not spec.name.isidentifier():
             raise ValueError(f"op name {spec.name!r} is not an identifier")
         self._ops[spec.name] = spec
@@ -219,15 +222,27 @@ def _caller_module() -> str:
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
+def _working_directory_importable() -> None:
+    """Let ``ops=[my_ops]`` find ``my_ops.py`` in the current directory, as ``python -m`` does, also where it did not
+    put the directory on sys.path (an installed entry point, a worker process). Appended: it never shadows an
+    installed package."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.append(cwd)
+
+
 def load_op_modules(modules: Iterable[str] | str, where: str = "ops") -> None:
     """Import users' op modules (dotted module paths from the config key ``where``); importing registers their ops.
 
-    The modules are the user's own code, imported by design; a name that is not a dotted module path, or a module
-    that fails to import, is an error naming the key."""
+    The modules are the user's own code, imported by design; they are found from the current directory or
+    PYTHONPATH. A name that is not a dotted module path, or a module that fails to import, is an error naming the
+    key."""
     from compiler.errors import ArchError, Span
     if isinstance(modules, str):  # ops=examples.custom_ops rather than ops=[examples.custom_ops]
         modules = [modules]
-    hint = "e.g. ops=[examples.custom_ops]: dotted module paths, importable from PYTHONPATH"
+    if modules:
+        _working_directory_importable()
+    hint = "e.g. ops=[examples.custom_ops]: dotted module paths, found from the current directory or PYTHONPATH"
     for module in modules:
         if not isinstance(module, str) or not _MODULE_PATH.match(module):
             raise ArchError(f"'{where}' lists {module!r}, which is not a module path", Span(where, 0, 0), hint=hint)
@@ -235,7 +250,8 @@ def load_op_modules(modules: Iterable[str] | str, where: str = "ops") -> None:
             importlib.import_module(module)
         except ImportError as err:
             raise ArchError(f"cannot import op module '{module}': {err}", Span(where, 0, 0),
-                            hint="put the module on PYTHONPATH or install its package") from err
+                            hint="run from the folder that holds the module, put it on PYTHONPATH, or install its "
+                                 "package") from err
         except Exception as err:  # the user's module raised while registering its ops
             raise ArchError(f"op module '{module}' failed while importing: {type(err).__name__}: {err}",
                             Span(where, 0, 0), hint="debug=true shows the traceback") from err

@@ -20,7 +20,7 @@ from search.early_stopping import MedianStopping
 from search.evaluators.base import EvaluatorBase
 from search.schema import refusals_named
 from search.training import seed_everything, train
-from search.training.config import trainer_with_overrides
+from search.training.checks import trainer_with_overrides
 
 
 def _plain(config: Any, key: str) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def _rotating_step(result: CompileResult, batch_size: int, settings: Settings, c
     model, runner = prepare_module(result.build(), settings)
     calls = [(runner, make_inputs(shapes, batch_size, device, settings))]
     for _ in range(copies - 1):  # copies of the first: new memory without initialising weights again
-        calls.append((prepare_module(copy.deepcopy(model), settings)[1], make_inputs(shapes, batch_size, device, settings)))
+        calls.append((prepare_module(copy.deepcopy(model), settings)[1],
+                      make_inputs(shapes, batch_size, device, settings)))
     turn = itertools.cycle(calls)
 
     def step() -> Any:

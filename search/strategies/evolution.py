@@ -1,7 +1,8 @@
 """Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image Classifier Architecture
 Search": a population of the ``population_size`` most recent results; each child mutates one decision of the best
-of ``sample_size`` members drawn at random; the oldest member dies when a child joins. The paper's small setting is ``sample_size=3``; the default 10 (as
-many draws as members, with replacement) selects harder, which pays off at budgets of a few dozen to hundreds.
+of ``sample_size`` members drawn at random; the oldest member dies when a child joins. The paper's small setting is
+``sample_size=3``; the default 10 (as many draws as members, with replacement) selects harder, which pays off at
+budgets of a few dozen to hundreds.
 With several ranked objectives the tournament is won by the lowest non-dominated front within the population, then
 the largest crowding distance (``ObjectiveSet.rank_keys``).
 """

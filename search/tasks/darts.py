@@ -37,7 +37,7 @@ from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set
 from search.tasks.search import build_space, export_trained
 from search.training import resolve_device, trainer_config
-from search.training.config import trainer_with_overrides
+from search.training.checks import trainer_with_overrides
 
 
 def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, seed: int) -> dict[str, Any]:

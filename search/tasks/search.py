@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from compiler.api import CompileOptions, CompileResult, read_source
+from compiler.api import CompileResult, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file

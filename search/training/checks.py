@@ -1,11 +1,18 @@
 """Whole-config checks of a TrainerConfig, so a typo or an impossible value fails at once rather than after the data
-set has loaded (or as a traceback from inside torch). Types are checked by the schema; these are the ranges."""
+set has loaded (or as a traceback from inside torch). Types are checked by the schema; these are the ranges.
+
+``trainer_config`` (and ``trainer_with_overrides``) build a checked TrainerConfig from a Hydra node. They live here,
+not in config.py, because the registries the checks read (optimizers, schedules, precisions, ...) import config.py.
+"""
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Collection
+from typing import Any, Collection, Mapping
 
-from compiler.config_values import SEED_MAX
+from omegaconf import DictConfig, OmegaConf
+
+from compiler.config_values import SEED_MAX, check_fields
 from search.data.augment import FLIPS, PAD_MODES
 from search.training.config import ConfigError, TrainerConfig
 from search.training.init import INITS
@@ -13,6 +20,7 @@ from search.training.optim import OPTIMIZERS
 from search.training.precision import PRECISIONS
 from search.training.schedules import SHAPES
 from search.training.tta import TTA
+from search.structured import plain, structured
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -90,3 +98,43 @@ def check_config(cfg: TrainerConfig) -> None:
                 value = getattr(value, part)
             shown = "" if key == "budget" else f", not {value!r}"
             raise ConfigError(key, f"must be {what}{shown}")
+
+
+def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None = None,
+                   **overrides: Any) -> TrainerConfig:
+    """A checked TrainerConfig from a Hydra node or a mapping: unknown keys, wrong types, unknown names
+    (optimizer, schedule, precision, ...) and impossible values are ConfigErrors before any work is done."""
+    if isinstance(config, TrainerConfig):
+        config = dataclasses.asdict(config)
+    result = structured(TrainerConfig, config, overrides,
+                        error=lambda key, message, hint: ConfigError(key, message,
+                                                                     hint=hint or "see conf/trainer/default.yaml"),
+                        label="trainer")
+    check_config(result)
+    return result
+
+
+def _sets(values: Mapping[str, Any], key: str) -> bool:
+    """Whether the nested mapping ``values`` sets the dotted ``key`` (or a part of it)."""
+    head, _, rest = key.partition(".")
+    if head not in values:
+        return False
+    return not rest or not isinstance(values[head], Mapping) or _sets(values[head], rest)
+
+
+def trainer_with_overrides(base: Mapping[str, Any] | DictConfig | None, overrides: Mapping[str, Any] | None,
+                           where: str) -> TrainerConfig:
+    """The trainer group with ``overrides`` on top (written at ``where``, e.g. ``evaluator.search_overrides``),
+    checked; a mistake is named where its value was written."""
+    trainer_config(base)
+    given = dict(plain(overrides) or {})
+    check_fields(TrainerConfig, given, lambda key, message, hint: ConfigError(key, message, hint, prefix=where),
+                 label=where)
+    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(dict(plain(base) or {})), given), resolve=True)
+    try:
+        return trainer_config(merged)  # type: ignore[arg-type]
+    except ConfigError as err:
+        key = err.key.removeprefix("trainer.")
+        if _sets(given, key):
+            raise ConfigError(key, err.message, err.hint, prefix=where) from err
+        raise

@@ -5,16 +5,11 @@ Names of optimizers, schedules, precisions, TTA modes and initialisations are ke
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
-
-from omegaconf import DictConfig, OmegaConf
+from typing import Any, Optional
 
 from compiler import config_values
-from compiler.config_values import check_fields
 from search.data.augment import AugmentConfig
-from search.structured import plain, structured
 
 
 class ConfigError(config_values.ConfigError):
@@ -109,44 +104,3 @@ class TrainerConfig:
     evaluate_test: bool = True        # measure test accuracy at the end (search evaluators turn it off)
     log_every: int = 20               # steps between progress updates and divergence checks
     progress: Optional[bool] = None   # progress bar; null: when stderr is a terminal
-
-
-def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None = None,
-                   **overrides: Any) -> TrainerConfig:
-    """A checked TrainerConfig from a Hydra node or a mapping: unknown keys, wrong types, unknown names
-    (optimizer, schedule, precision, ...) and impossible values are ConfigErrors before any work is done."""
-    if isinstance(config, TrainerConfig):
-        config = dataclasses.asdict(config)
-    result = structured(TrainerConfig, config, overrides,
-                        error=lambda key, message, hint: ConfigError(key, message,
-                                                                     hint=hint or "see conf/trainer/default.yaml"),
-                        label="trainer")
-    from search.training.checks import check_config  # the registries import this module
-    check_config(result)
-    return result
-
-
-def _sets(values: Mapping[str, Any], key: str) -> bool:
-    """Whether the nested mapping ``values`` sets the dotted ``key`` (or a part of it)."""
-    head, _, rest = key.partition(".")
-    if head not in values:
-        return False
-    return not rest or not isinstance(values[head], Mapping) or _sets(values[head], rest)
-
-
-def trainer_with_overrides(base: Mapping[str, Any] | DictConfig | None, overrides: Mapping[str, Any] | None,
-                           where: str) -> TrainerConfig:
-    """The trainer group with ``overrides`` on top (written at ``where``, e.g. ``evaluator.search_overrides``),
-    checked; a mistake is named where its value was written."""
-    trainer_config(base)
-    given = dict(plain(overrides) or {})
-    check_fields(TrainerConfig, given, lambda key, message, hint: ConfigError(key, message, hint, prefix=where),
-                 label=where)
-    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(dict(plain(base) or {})), given), resolve=True)
-    try:
-        return trainer_config(merged)  # type: ignore[arg-type]
-    except ConfigError as err:
-        key = err.key.removeprefix("trainer.")
-        if _sets(given, key):
-            raise ConfigError(key, err.message, err.hint, prefix=where) from err
-        raise

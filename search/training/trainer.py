@@ -23,8 +23,8 @@ from search.data.augment import AugmentConfig
 from search.data.base import DataSplits
 from search.data.loader import DeviceLoader
 from search.training.averaging import Ema, Lookahead
-from search.training.checks import check_config
-from search.training.config import ConfigError, TrainerConfig, trainer_config
+from search.training.checks import check_config, trainer_config
+from search.training.config import ConfigError, TrainerConfig
 from search.training.init import INITS
 from search.training.optim import build_optimizer, norm_parameters
 from search.training.precision import Precision, resolve_precision

@@ -475,7 +475,8 @@ def settings_from_argv(argv: Sequence[str] | None = None) -> tuple[Settings, str
         settings = Settings(device=device, batch_sizes=batch_sizes, dtype=args.dtype,
                             channels_last=args.channels_last, compile=args.compile, train=args.train,
                             threads=args.threads, clock=args.clock, warmup=args.warmup, min_time_s=args.min_time,
-                            min_iters=args.min_iters, max_iters=args.max_iters, block_time_s=args.block_time, cpu=args.cpu)
+                            min_iters=args.min_iters, max_iters=args.max_iters, block_time_s=args.block_time,
+                            cpu=args.cpu)
     except ValueError as err:
         parser.error(str(err))
     return settings, args.json

@@ -1,0 +1,3 @@
+"""The tasks layer: every `task=` entry point of `python -m compiler` (compile, train, search, darts, profile_ops)
+and the Hydra callbacks (sweep_summary). The top layer: nothing in compiler/ or search/ imports it; the configs name
+its functions (`task._target_`). A regular package (not a namespace one) so that import-linter sees its modules."""
