@@ -183,6 +183,24 @@ _register_builtin(
 )
 
 
+def _drop_path_forward(a: Attrs, i: Sequence[Shape]) -> Any:
+    ones = ", 1" * len(i[0])
+    # nn.Dropout1d on an [N, 1, 1] tensor of ones is a per-sample mask already scaled by 1 / (1 - p)
+    return lambda m, x: (f"{x[0]} * {m}({x[0]}.new_ones({x[0]}.shape[0], 1, 1)).view(-1{ones}) "
+                         f"if self.training and {m}.p else {x[0]}")
+
+
+_register_builtin(
+    "drop_path", args=(Arg("p", float, 0.0, "probability of dropping a sample's path (the trainer's "
+                                            "drop_path option overrides it per epoch)", minimum=0.0),),
+    infer_shape=lambda a, i: i[0], fresh_output=False,  # at evaluation (or p = 0) the input itself
+    lower=lambda a, i, o: Lowering(nn_call(nn.Dropout1d, p=a["p"]), _drop_path_forward(a, i)),
+    doc="Drop-path (DARTS, FractalNet): in training, each sample's value is zeroed with probability p and the "
+        "others scaled by 1 / (1 - p); identity at evaluation. Lowered to an nn.Dropout1d whose p the trainer "
+        "sets every epoch (trainer.drop_path).",
+)
+
+
 # ---- pooling -----------------------------------------------------------------------------------
 def _pool_normalize(attrs: Attrs) -> Attrs:
     if attrs.get("stride") is None:

@@ -41,5 +41,7 @@ def check_config(cfg: TrainerConfig) -> None:
         raise ConfigError("cpu_threads", "cpu_threads must be >= 1 (or null)")
     if min(cfg.log_every, cfg.ema.every, cfg.lookahead.every) < 1:
         raise ConfigError("log_every", "log_every, ema.every and lookahead.every must be >= 1")
+    if not 0 <= cfg.drop_path < 1:
+        raise ConfigError("drop_path", "drop_path must be in [0, 1) (DARTS: 0.2; 0: off)")
     if cfg.optimizer.norm_lr_scale <= 0:
         raise ConfigError("optimizer.norm_lr_scale", "norm_lr_scale must be > 0")
