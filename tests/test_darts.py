@@ -19,7 +19,7 @@ from conftest import ROOT, run_cli
 from search.darts.bilevel import BilevelSearch, ResumeMismatch
 from search.darts.config import DartsConfigError, darts_config
 from search.darts.cost import ExpectedCost, build_penalty
-from search.darts.derive import collapse, collapse_warning, derive, edge_groups, keep_strongest
+from search.darts.derive import collapse, collapse_warning, derive, edge_strengths, keep_strongest
 from search.darts.memory import check_memory, estimate
 from search.darts.report import report_notes
 from search.data.digits import load_digits_splits
@@ -307,7 +307,7 @@ def test_top_inputs_keeps_each_nodes_strongest_edges_as_darts_does() -> None:
     space = load_space_file(str(ROOT / "examples" / "spaces" / "darts.arch"),
                             options=CompileOptions(input_shape=(1, 8, 8)), channels=4, layers=3, in_channels=1, size=8)
     supernet = build_supernet(space, unrelaxed="first")
-    groups = edge_groups(supernet.graph)
+    groups = supernet.edge_groups
     names = [[supernet.relaxed[d].name for d in g] for g in groups]
     # one group per intermediate node of the normal and the reduction cell (cells sharing decisions: once)
     assert sorted(len(g) for g in groups) == [2, 2, 3, 3, 4, 4, 5, 5]
@@ -315,7 +315,8 @@ def test_top_inputs_keeps_each_nodes_strongest_edges_as_darts_does() -> None:
     generator = torch.Generator().manual_seed(0)
     probabilities = [torch.rand(len(r.options), generator=generator).softmax(0).tolist() for r in supernet.relaxed]
     op_choices = derive(supernet.relaxed, probabilities)
-    choices = keep_strongest(supernet.relaxed, probabilities, op_choices, groups, 2)
+    choices = keep_strongest(supernet.relaxed, edge_strengths(supernet.relaxed, probabilities, groups), op_choices,
+                             groups, 2)
     for group in groups:
         kept = [d for d in group if not supernet.relaxed[d].zero[choices[d]]]
         strength = {d: max(p for p, z in zip(probabilities[d], supernet.relaxed[d].zero) if not z) for d in group}

@@ -136,6 +136,16 @@ def _dropout(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
     return Lowering(nn_call(nn.Dropout, p=a["p"]), _module_call)
 
 
+@lowering("drop_path")
+def _drop_path(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
+    ones = ", 1" * len(i[0])
+    # nn.Dropout1d on an [N, 1, 1] tensor of ones is a per-sample mask already scaled by 1 / (1 - p); the trainer
+    # sets its p every epoch (trainer.drop_path)
+    return Lowering(nn_call(nn.Dropout1d, p=a["p"]),
+                    lambda m, x: (f"{x[0]} * {m}({x[0]}.new_ones({x[0]}.shape[0], 1, 1)).view(-1{ones}) "
+                                  f"if self.training and {m}.p else {x[0]}"))
+
+
 # ---- pooling -----------------------------------------------------------------------------------
 @lowering("maxpool")
 def _maxpool(a: Attrs, i: Sequence[Shape], o: Shape) -> Lowering:
@@ -187,5 +197,6 @@ lowering("mul")(_expression(lambda a, x: " * ".join(x)))
 
 # ---- made by the compiler ----------------------------------------------------------------------
 lowering("input")(_expression(lambda a, x: ""))   # graph inputs are forward()'s arguments: never lowered
-# `weights` (the softmaxed architecture logits) and `mix` exist only in the supernet template
-lowering("mixed")(_expression(lambda a, x: f"mix(weights[{a['decision']}], [{', '.join(x)}])"))
+# `weights` (the architecture's mixing weights), `active` (GDAS' one path per decision, or None) and `mix` exist
+# only in the supernet template
+lowering("mixed")(_expression(lambda a, x: f"mix(weights[{a['decision']}], [{', '.join(x)}], active, {a['decision']})"))

@@ -143,6 +143,16 @@ _register_builtin(
 )
 
 
+_register_builtin(
+    "drop_path", args=(Arg("p", float, 0.0, "probability of dropping a sample's path (the trainer's "
+                                            "drop_path option overrides it per epoch)", minimum=0.0),),
+    infer_shape=lambda a, i: i[0], fresh_output=False,  # at evaluation (or p = 0) the input itself
+    doc="Drop-path (DARTS, FractalNet): in training, each sample's value is zeroed with probability p and the "
+        "others scaled by 1 / (1 - p); identity at evaluation. Lowered to an nn.Dropout1d whose p the trainer "
+        "sets every epoch (trainer.drop_path).",
+)
+
+
 # ---- pooling -----------------------------------------------------------------------------------
 def _pool_normalize(attrs: Attrs) -> Attrs:
     if attrs.get("stride") is None:

@@ -3,7 +3,9 @@ on the held-out rest (never the test split), one of each per batch, as in Liu et
 
 First order (default): the architecture gradient is that of the held-out loss at the current weights. Second order
 (``order=2``): at the weights after one virtual SGD step, with the finite-difference Hessian-vector product of the
-paper (eq. 7-8). The optional cost penalty ``cost.weight * E[cost]`` joins the architecture loss.
+paper (eq. 7-8). The optional cost penalty ``cost.weight * E[cost]`` joins the architecture loss, and so do the
+relaxation's own regulariser and beta-decay (relaxation.py). How the logits become mixing weights in each step
+(softmax, a Dirichlet draw, one Gumbel-sampled path) is the relaxation's business; both kinds of step use it.
 
 State (supernet, both optimizers, data order, history) is checkpointed atomically after every epoch; a run
 restarted on the same checkpoint continues from the next epoch and ends as an uninterrupted run would (CPU).
@@ -27,6 +29,7 @@ from compiler.backends.supernet import Supernet
 from compiler.errors import ArchError, Span
 from search.darts.config import DartsConfig
 from search.darts.cost import ExpectedCost
+from search.darts.relaxation import beta_decay, beta_decay_weight, build_relaxation
 from search.data.augment import AugmentConfig
 from search.data.base import DataSplits, carve_validation
 from search.data.loader import DeviceLoader
@@ -94,8 +97,12 @@ class BilevelSearch:
         self.device = resolve_device(cfg.device)
         seed_everything(self.seed)                 # the supernet's initial weights and logits
         self.model = supernet.build().to(self.device)
-        self.alphas = self.model.arch_parameters()
+        self.alphas = self.model.arch_parameters()       # op logits, then edge logits (if any): the Adam step's
+        self.op_logits = list(self.model.alphas)         # one logits vector per relaxed decision
         self.weights = self.model.weight_parameters()
+        self.relaxation = build_relaxation(cfg)
+        self.progress = 0.0                              # the epoch's place in the schedules (tau), 0 .. 1
+        self.beta_weight = 0.0                           # beta-decay's lambda in this epoch
         weights_split, arch_split = carve_validation(data.train, cfg.arch_fraction, self.seed)
         augment = AugmentConfig(**data.augment)
         self.weight_loader = self._loader(weights_split, augment, self.seed)
@@ -115,15 +122,18 @@ class BilevelSearch:
     # ---- one step of each kind --------------------------------------------------------------------
     def arch_loss(self, x: torch.Tensor, y: torch.Tensor, params: dict[str, torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Held-out loss (+ cost penalty) and logits, at the model's weights or at ``params``."""
-        weights = self.model.arch_weights()
-        if params is None:
-            logits = self.model(x, weights=weights)
-        else:
-            logits = functional_call(self.model, params, (x,), {"weights": weights})
+        """Held-out loss (+ cost penalty and regularisers) and logits, at the model's weights or at ``params``."""
+        mixing = self.relaxation.sample(self.op_logits, self.progress)
+        kwargs = {"weights": mixing.weights, "active": mixing.active}
+        logits = self.model(x, **kwargs) if params is None else functional_call(self.model, params, (x,), kwargs)
         loss = F.cross_entropy(logits, y)
         if self.penalty is not None:
-            loss = loss + self.cfg.cost.weight * self.penalty(weights)
+            loss = loss + self.cfg.cost.weight * self.penalty(self.relaxation.expected(self.op_logits))
+        regularizer = self.relaxation.regularizer(self.op_logits)
+        if regularizer is not None:
+            loss = loss + regularizer
+        if self.beta_weight:
+            loss = loss + self.beta_weight * beta_decay(self.op_logits)
         return loss, logits
 
     def arch_step(self, xw: torch.Tensor, yw: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor
@@ -137,11 +147,14 @@ class BilevelSearch:
         for p, g in zip(self.alphas, grads):
             p.grad = torch.zeros_like(p) if g is None else g.detach()  # a decision no site uses: no gradient
         self.a_opt.step()
-        return float(loss.detach()), int((logits.detach().argmax(1) == ya).sum())
+        logits = logits.detach()  # reported: the held-out cross-entropy, without penalties and regularisers
+        return float(F.cross_entropy(logits, ya)), int((logits.argmax(1) == ya).sum())
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        with torch.no_grad():
+            mixing = self.relaxation.sample(self.op_logits, self.progress)
         with _frozen(self.alphas):
-            logits = self.model(x)
+            logits = self.model(x, weights=mixing.weights, active=mixing.active)
             loss = F.cross_entropy(logits, y)
             self.w_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -193,15 +206,23 @@ class BilevelSearch:
 
     # ---- epochs -------------------------------------------------------------------------------------
     def probabilities(self) -> list[list[float]]:
+        """The relaxation's mixing probabilities of every decision (derivation reads the last epoch's)."""
         with torch.no_grad():
-            return [p.double().tolist() for p in self.model.arch_weights()]
+            return [p.double().tolist() for p in self.relaxation.expected(self.op_logits)]
+
+    def edge_probabilities(self) -> list[list[float]]:
+        with torch.no_grad():
+            return [p.double().tolist() for p in self.model.edge_weights()]
 
     @torch.no_grad()
     def validate(self) -> float:
+        """The supernet's accuracy on the validation split, mixed as the relaxation mixes for evaluation."""
         if not len(self.val_loader.labels):
             return float("nan")
         self.model.eval()
-        correct = sum(int((self.model(x).argmax(1) == y).sum()) for x, y in self.val_loader)
+        mixing = self.relaxation.evaluation(self.op_logits)
+        correct = sum(int((self.model(x, weights=mixing.weights, active=mixing.active).argmax(1) == y).sum())
+                      for x, y in self.val_loader)
         self.model.train()
         return correct / len(self.val_loader.labels)
 
@@ -210,6 +231,8 @@ class BilevelSearch:
         lr = cosine_lr(self.cfg, index)
         for group in self.w_opt.param_groups:
             group["lr"] = lr
+        self.progress = index / max(self.cfg.epochs - 1, 1)
+        self.beta_weight = beta_decay_weight(self.cfg, index)
         self.model.train()
         search_arch = index >= self.cfg.warmup_epochs
         sums = {"train_loss": 0.0, "train_correct": 0, "arch_loss": 0.0, "arch_correct": 0, "n": 0}
@@ -233,9 +256,14 @@ class BilevelSearch:
             "val_acc": self.validate(), "seconds": round(time.perf_counter() - start, 3),
             "softmax": self.probabilities(),
         }
+        if self.model.betas:
+            record["edges"] = self.edge_probabilities()
+        if self.beta_weight:
+            record["beta_decay"] = self.beta_weight
+        record.update(self.relaxation.schedule(self.progress))
         if self.report_cost is not None:
             with torch.no_grad():
-                record["expected_cost"] = float(self.report_cost.expected(self.model.arch_weights()))
+                record["expected_cost"] = float(self.report_cost.expected(self.relaxation.expected(self.op_logits)))
         return record
 
     def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:

@@ -57,6 +57,26 @@ class DeriveConfig:
 
 
 @dataclass
+class BetaDecayConfig:
+    weight: float = 0.0              # lambda at the end of the search (linear from 0; beta-DARTS: 50); 0: off
+
+
+@dataclass
+class DirichletConfig:
+    kl_weight: float = 0.0           # relaxation=dirichlet: + kl_weight * KL(Dir(elu(alpha)+1) || Dir(1)) (DrNAS'
+    #                                  optional 'kl' term; its default regulariser is arch.weight_decay)
+
+
+@dataclass
+class GumbelConfig:
+    tau_max: float = 10.0            # relaxation=gumbel: the temperature falls linearly from tau_max in the first
+    tau_min: float = 0.1             # epoch to tau_min in the last (GDAS' NAS-Bench-201 settings)
+
+
+RELAXATIONS = ("softmax", "dirichlet", "gumbel")
+
+
+@dataclass
 class DartsConfig:
     name: str = "darts"
     epochs: int = 50                 # passes over the weights' half of the training split (as the paper)
@@ -68,6 +88,18 @@ class DartsConfig:
     arch: ArchConfig = field(default_factory=ArchConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
+    relaxation: str = "softmax"      # softmax (DARTS) | dirichlet (DrNAS) | gumbel (GDAS: one sampled path per step)
+    beta_decay: BetaDecayConfig = field(default_factory=BetaDecayConfig)
+    dirichlet: DirichletConfig = field(default_factory=DirichletConfig)
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)
+    option_affine: bool = True       # batch norms inside relaxed options learn a scale and shift (false: as DARTS'
+    #                                  and NAS-Bench-201's search networks, the architecture weight alone scales an op)
+    partial_channels: int = 1        # K > 1: PC-DARTS, every relaxed edge computes its options on 1/K of its channels
+    edge_norm: Optional[bool] = None  # PC-DARTS' edge normalisation (a softmax over each node's edges); null: on
+    #                                   with partial_channels > 1
+    train_derived: bool = True       # train the derived network from scratch (false: stop after deriving it)
+    derived_params: dict[str, Any] = field(default_factory=dict)  # model parameters of the derived network over
+    #                                  space.params (its best/ files and training), e.g. {channels: 36, layers: 20}
     retrain: dict[str, Any] = field(default_factory=dict)  # trainer settings for the derived network's training
     #                                                          from scratch, on top of evaluator.final_overrides
     fixed: dict[str, Any] = field(default_factory=dict)  # value/depth (or layer) decision -> option
@@ -77,6 +109,10 @@ class DartsConfig:
     cpu_threads: Optional[int] = 1   # torch threads on the CPU (null: torch's default)
     seed_offset: int = 0             # added to the run seed for the supernet's initialisation and data order
     progress: bool = True
+
+
+def uses_edge_norm(cfg: DartsConfig) -> bool:
+    return cfg.edge_norm if cfg.edge_norm is not None else cfg.partial_channels > 1
 
 
 def darts_config(node: DictConfig | dict[str, Any] | None) -> DartsConfig:
@@ -117,6 +153,14 @@ def _check(cfg: DartsConfig) -> None:
         ("cost.batch_size", cfg.cost.batch_size >= 1, "cost.batch_size must be >= 1"),
         ("seed_offset", 0 <= cfg.seed_offset <= SEED_MAX, "seed_offset must be in 0 .. 4294967295"),
         ("device", bool(DEVICE.match(cfg.device)), f"unknown device '{cfg.device}': auto, cpu, cuda or cuda:N"),
+        ("relaxation", cfg.relaxation in RELAXATIONS, f"relaxation must be one of {', '.join(RELAXATIONS)}"),
+        ("order", cfg.order == 1 or cfg.relaxation == "softmax",
+         "second-order (unrolled) updates are implemented for relaxation=softmax only"),
+        ("beta_decay.weight", cfg.beta_decay.weight >= 0, "beta_decay.weight must be >= 0 (0: off)"),
+        ("dirichlet.kl_weight", cfg.dirichlet.kl_weight >= 0, "dirichlet.kl_weight must be >= 0"),
+        ("gumbel.tau_min", 0 < cfg.gumbel.tau_min <= cfg.gumbel.tau_max,
+         "the Gumbel temperatures need 0 < tau_min <= tau_max"),
+        ("partial_channels", cfg.partial_channels >= 1, "partial_channels must be >= 1 (1: all channels)"),
     ]
     for key, ok, message in checks:
         if not ok:

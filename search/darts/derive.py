@@ -4,8 +4,9 @@ Derivation takes, per relaxed decision, the option with the largest probability.
 rule) an option that is the `zero` op everywhere the decision occurs is never taken: zero's weight only scales the
 edge down in the supernet, and an edge that computes nothing is not an architecture choice DARTS reports.
 ``keep_strongest`` then applies DARTS' other rule (``search.derive.top_inputs=2``): a node that sums several relaxed
-edges keeps its k strongest (an edge's strength: its largest non-zero option probability) and the others derive
-`zero`, which is how this project's DARTS space drops an edge.
+edges keeps its k strongest (an edge's strength: its largest non-zero option probability, times the edge's own
+weight where PC-DARTS' edge normalisation gives it one) and the others derive `zero`, which is how this project's
+DARTS space drops an edge.
 
 Collapse: DARTS is known to drift toward parameter-free operations (skip connections, pooling, zero), which
 train fastest in the supernet but make weak networks (Zela et al., 2020; Chu et al., 2020). When more than a
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from compiler.backends.supernet import RelaxedDecision
-from compiler.ir.graph import Graph
 
 
 def derive(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],
@@ -31,32 +31,28 @@ def derive(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[
     return tuple(choices)
 
 
-def edge_groups(graph: Graph) -> list[tuple[int, ...]]:
-    """The relaxed decisions summed by each node of the supernet: for every `add` with relaxed (mixed) inputs, their
-    decision indices, once per distinct group (cells that share decisions give the same group)."""
-    producers = {node.name: node for node in graph.nodes}
-    groups: list[tuple[int, ...]] = []
-    for node in graph.nodes:
-        if node.op != "add":
-            continue
-        group = tuple(producers[i].attrs["decision"] for i in node.inputs if producers[i].op == "mixed")
-        if group and group not in groups:
-            groups.append(group)
-    return groups
+def edge_strengths(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],
+                   groups: Sequence[Sequence[int]], edge_probabilities: Sequence[Sequence[float]] | None = None
+                   ) -> list[float]:
+    """Each relaxed decision's strength as an edge: its largest non-zero option probability, times its weight
+    among its node's edges where edges are normalised (PC-DARTS: ``edge_probabilities[g]`` for ``groups[g]``)."""
+    strengths = [max((p for p, z in zip(probabilities[d], relaxed[d].zero) if not z), default=0.0)
+                 for d in range(len(relaxed))]
+    for group, weights in zip(groups, edge_probabilities or ()):
+        for d, w in zip(group, weights):
+            strengths[d] *= w
+    return strengths
 
 
-def keep_strongest(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],
-                   choices: Sequence[int], groups: Sequence[Sequence[int]], k: int) -> tuple[int, ...]:
-    """``choices`` with every group's edges beyond its ``k`` strongest set to their `zero` option. An edge without a
-    `zero` option cannot be dropped and always counts among the kept."""
+def keep_strongest(relaxed: Sequence[RelaxedDecision], strengths: Sequence[float], choices: Sequence[int],
+                   groups: Sequence[Sequence[int]], k: int) -> tuple[int, ...]:
+    """``choices`` with every group's edges beyond its ``k`` strongest (``edge_strengths``) set to their `zero`
+    option. An edge without a `zero` option cannot be dropped and always counts among the kept."""
     result = list(choices)
-
-    def strength(d: int) -> float:
-        return max((p for p, z in zip(probabilities[d], relaxed[d].zero) if not z), default=0.0)
     for group in groups:
         droppable = [d for d in group if any(relaxed[d].zero)]
         fixed = len(group) - len(droppable)
-        ranked = sorted(droppable, key=lambda d: (-strength(d), group.index(d)))
+        ranked = sorted(droppable, key=lambda d: (-strengths[d], group.index(d)))
         for d in ranked[max(0, k - fixed):]:
             result[d] = relaxed[d].zero.index(True)
     return tuple(result)

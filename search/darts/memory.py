@@ -4,10 +4,12 @@ The estimate is analytic (from the compiled supernet IR): weights, their gradien
 six with the second-order step's virtual weights), plus every activation kept for the backward pass
 (``compiler.backends.summary.activation_memory_bytes``, an upper bound that counts each fresh tensor once).
 Measured on an H200 (bench/darts_memory.py): 3-8 % above the real peak for the NAS-Bench-201 and DARTS supernets at
-paper size, batch 32-128; CUDA's own workspaces (about 60-65 MiB) are not counted.
+paper size, batch 32-128; CUDA's own workspaces (about 60-65 MiB) are not counted. With one sampled path per
+step (GDAS) only one option of each decision keeps activations: the estimate takes each decision's largest.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -38,11 +40,33 @@ class MemoryEstimate:
                 f"{self.weights_mb:,.1f} MiB, activations {self.activations_mb:,.1f} MiB)")
 
 
-def estimate(supernet: Supernet, batch_size: int, order: int = 1) -> MemoryEstimate:
+def one_path_activation_elements(supernet: Supernet) -> int:
+    """Fresh activation elements per sample when one option of each decision runs: everything outside the
+    options, plus each decision's largest option (summed over the places it occurs; nested options count with
+    the first decision that guards them)."""
+    shared = 0
+    per_option: dict[tuple[int, int], int] = {}
+    for node in supernet.graph.nodes:
+        if not supernet.registry[node.op].fresh_output:
+            continue
+        guard = node.meta.get("guard", ())
+        if guard:
+            per_option[guard[0]] = per_option.get(guard[0], 0) + math.prod(node.shape)
+        else:
+            shared += math.prod(node.shape)
+    largest: dict[int, int] = {}
+    for (d, _), elements in per_option.items():
+        largest[d] = max(largest.get(d, 0), elements)
+    return shared + sum(largest.values())
+
+
+def estimate(supernet: Supernet, batch_size: int, order: int = 1, one_path: bool = False) -> MemoryEstimate:
     params = supernet.params
     copies = 3 if order == 1 else 6
+    activations = (one_path_activation_elements(supernet) * batch_size * 4 if one_path
+                   else activation_memory_bytes(supernet.graph, batch_size))
     return MemoryEstimate(params, sum(len(r.options) for r in supernet.relaxed), batch_size,
-                          copies * params * 4 / MIB, activation_memory_bytes(supernet.graph, batch_size) / MIB)
+                          copies * params * 4 / MIB, activations / MIB)
 
 
 def available_mb(device: torch.device) -> float | None:

@@ -62,10 +62,10 @@ def write_alpha_history(supernet: Supernet, history: Sequence[Mapping[str, Any]]
 
 def report_notes(supernet: Supernet, history: Sequence[Mapping[str, Any]], choices: Sequence[int],
                  memory_line: str, warnings: Sequence[str], search_seconds: float,
-                 cost_metric: str | None) -> list[str]:
+                 cost_metric: str | None, method: str = "") -> list[str]:
     """Markdown lines for report.md's DARTS section."""
     last = history[-1] if history else {}
-    lines = ["## DARTS", ""]
+    lines = ["## DARTS", ""] + ([f"Method: {method}.", ""] if method else [])
     for warning in warnings:
         lines += ["**Warning**:", "", "```", warning, "```", ""]
     lines += [f"Supernet (`supernet.py`): {memory_line}.", "",

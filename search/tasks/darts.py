@@ -25,9 +25,9 @@ from compiler.ir.ops import load_op_modules
 from compiler.space import Space
 from search.tasks.common import export_formats, output_dir
 from search.darts.bilevel import BilevelSearch
-from search.darts.config import DartsConfig, darts_config
+from search.darts.config import DartsConfig, darts_config, uses_edge_norm
 from search.darts.cost import build_penalty
-from search.darts.derive import collapse, collapse_warning, derive, edge_groups, keep_strongest
+from search.darts.derive import collapse, collapse_warning, derive, edge_strengths, keep_strongest
 from search.darts.memory import MemoryEstimate, check_memory, estimate
 from search.darts.report import report_notes, write_alpha_history
 from search.evaluators.cost import CostEvaluator
@@ -43,7 +43,8 @@ from search.training.checks import trainer_with_overrides
 def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, seed: int) -> dict[str, Any]:
     """What a checkpoint must match to be continued (not: display, device, threads, the memory check)."""
     config = {k: v for k, v in dataclasses.asdict(settings).items()
-              if k not in ("progress", "memory_limit_mb", "device", "cpu_threads", "retrain")}
+              if k not in ("progress", "memory_limit_mb", "device", "cpu_threads", "retrain", "train_derived",
+                           "derived_params")}
     return {"space": space.name, "decisions": [[d.name, list(d.options)] for d in space.decisions],
             "fixed": {space.decisions[p].name: o for p, o in sorted(fixed.items())}, "seed": seed,
             "config": json.loads(json.dumps(config))}
@@ -108,6 +109,43 @@ def _train_derived(genotype: Sequence[int], space: Space, evaluator: Any, best: 
     return final, metrics
 
 
+def _variant(settings: DartsConfig) -> str:
+    """The method in a few words, for the log."""
+    parts = [{"softmax": "softmax mixing", "dirichlet": "Dirichlet mixing (DrNAS)",
+              "gumbel": "one Gumbel-sampled path per step (GDAS)"}[settings.relaxation]]
+    if settings.beta_decay.weight:
+        parts.append(f"beta-decay {settings.beta_decay.weight:g}")
+    if settings.partial_channels > 1:
+        parts.append(f"1/{settings.partial_channels} of the channels per edge (PC-DARTS)")
+    if uses_edge_norm(settings):
+        parts.append("edge normalisation")
+    return ", ".join(parts)
+
+
+def _derived_space(cfg: DictConfig, evaluator: Any, space: Space, params: Mapping[str, Any]) -> Space:
+    """The space at the derived network's size: ``search.derived_params`` over ``space.params`` (DARTS searches
+    with 8 cells of 16 channels and trains the derived cell in 20 of 36). A space's decisions are its choices as
+    written, whatever the parameters, so the derived genotype applies to it."""
+    if not params:
+        return space
+    return build_space(OmegaConf.merge(cfg, {"space": {"params": dict(params)}}), evaluator, validate=False)
+
+
+def _derived_only(genotype: Sequence[int], space: Space, supernet: Any, history: Sequence[Mapping[str, Any]],
+                  out: Path, search_seconds: float) -> int:
+    """search.train_derived=false: the derived network's files (best/: arch.arch, model.py) and a history.jsonl
+    record without training metrics; for benchmarks that score the derived cell elsewhere (a table)."""
+    space.compile(genotype).write(out / "best")
+    journal = Journal.of_run(out)
+    journal.path.unlink(missing_ok=True)  # one record: the derived architecture of this (possibly resumed) search
+    journal.add(0, genotype, space.describe(genotype), space.compile(genotype).arch,
+                {**CostEvaluator()(genotype, space), "status": "derived", "supernet_val_acc": history[-1]["val_acc"],
+                 "search_seconds": round(search_seconds, 3)}, round(search_seconds, 4))
+    print(f"derived architecture written to {out / 'best'} (not trained: search.train_derived=false); "
+          f"search {search_seconds:.1f} s")
+    return 0
+
+
 def darts_task(cfg: DictConfig) -> int:
     check_run_config(cfg, "objective", "profile", "space", "evaluator")
     load_op_modules(cfg.get("ops") or [])
@@ -124,13 +162,14 @@ def darts_task(cfg: DictConfig) -> int:
                         "+search=nsga2 (or evolution, local, rl, optuna_tpe, random)")
     evaluator = _training_evaluator(cfg, settings)
     space = build_space(cfg, evaluator, validate=False)  # the supernet holds, and so checks, every option
-    supernet = build_supernet(space, settings.fixed, settings.unrelaxed)
+    supernet = build_supernet(space, settings.fixed, settings.unrelaxed, settings.partial_channels,
+                              uses_edge_norm(settings), settings.option_affine)
     if not supernet.relaxed:
         raise ArchError(f"the space '{space.name}' has no layer or input decision left to relax", space.module.span,
                         hint="remove decisions from search.fixed, or search this space with +search=evolution")
     for warning in supernet.warnings:
         print(warning)
-    memory = estimate(supernet, settings.batch_size, settings.order)
+    memory = estimate(supernet, settings.batch_size, settings.order, one_path=settings.relaxation == "gumbel")
     print(f"supernet: {memory.line()}")
     check_memory(memory, settings.memory_limit_mb, resolve_device(settings.device))
     penalty = build_penalty(supernet, settings.cost)
@@ -138,7 +177,7 @@ def darts_task(cfg: DictConfig) -> int:
     (out / "supernet.py").write_text(supernet.source)
     print(f"searching {space.name} with DARTS: {len(supernet.relaxed)} relaxed decisions "
           f"({sum(r.sites for r in supernet.relaxed)} mixed choices), {len(supernet.fixed)} fixed; {settings.epochs} "
-          f"epochs, order {settings.order}, {evaluator.data.describe()}; writing to {out}")
+          f"epochs, order {settings.order}, {_variant(settings)}, {evaluator.data.describe()}; writing to {out}")
     start = time.perf_counter()
     search = BilevelSearch(supernet, evaluator.data, settings, seed, penalty, out / "darts_state.pt",
                            _identity(space, supernet.fixed, settings, seed))
@@ -154,7 +193,8 @@ def darts_task(cfg: DictConfig) -> int:
     op_choices = derive(supernet.relaxed, probabilities, settings.derive.exclude_zero)
     choices = op_choices
     if settings.derive.top_inputs is not None:
-        choices = keep_strongest(supernet.relaxed, probabilities, op_choices, edge_groups(supernet.graph),
+        strengths = edge_strengths(supernet.relaxed, probabilities, supernet.edge_groups, history[-1].get("edges"))
+        choices = keep_strongest(supernet.relaxed, strengths, op_choices, supernet.edge_groups,
                                  settings.derive.top_inputs)
     genotype = supernet.genotype(choices)
     # collapse is about the ops the edges chose, not about edges dropped by top_inputs (they derive `zero`)
@@ -163,6 +203,9 @@ def darts_task(cfg: DictConfig) -> int:
     for warning in warnings:
         print(warning)
     print("derived: " + ", ".join(f"{k}={v}" for k, v in space.describe(genotype).items()))
+    space = _derived_space(cfg, evaluator, space, settings.derived_params)  # the network's own size from here on
+    if not settings.train_derived:
+        return _derived_only(genotype, space, supernet, history, out, search_seconds)
 
     trained_at = time.perf_counter()
     final, metrics = _train_derived(genotype, space, evaluator, out / "best", {
@@ -172,7 +215,8 @@ def darts_task(cfg: DictConfig) -> int:
     record = journal.add(0, genotype, space.describe(genotype), space.compile(genotype).arch, metrics,
                          round(search_seconds + time.perf_counter() - trained_at, 4))  # search + training
     export_trained(space.compile(genotype), out / "best", formats, space.name, bool(cfg.get("debug")))
-    notes = report_notes(supernet, history, choices, memory.line(), warnings, search_seconds, settings.cost.metric)
+    notes = report_notes(supernet, history, choices, memory.line(), warnings, search_seconds, settings.cost.metric,
+                         _variant(settings))
     write_report([record], space, objectives, out, final=final, best_exported=True, notes=notes,
                  export_formats=formats)
     if final.get("status") != "ok":

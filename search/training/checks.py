@@ -58,6 +58,7 @@ def _ranges(cfg: TrainerConfig) -> list[tuple[str, bool, str]]:
         ("schedule.start_factor", sched.start_factor >= 0, ">= 0"),
         ("schedule.final_factor", sched.final_factor >= 0, ">= 0"),
         ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
+        ("drop_path", 0 <= cfg.drop_path < 1, "in [0, 1) (DARTS: 0.2; 0: off)"),
         ("grad_clip", cfg.grad_clip is None or cfg.grad_clip > 0, "> 0 (or null: no clipping)"),
         ("whiten_stem.images", cfg.whiten_stem.images >= 1, ">= 1"),
         ("whiten_stem.eps", cfg.whiten_stem.eps > 0, "> 0"),

@@ -86,6 +86,8 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     aux_weight: float = 0.4           # models with auxiliary outputs (`output aux = ...`): loss = main + aux_weight
     #                                   x each auxiliary output's loss, in training (DARTS: 0.4); 0 ignores them
+    drop_path: float = 0.0            # DARTS' drop-path: the model's drop_path layers drop a sample's path with
+    #                                   probability drop_path * epoch / epochs (0-based epoch; DARTS: 0.2); 0: off
     loss_reduction: str = "mean"      # mean | sum (sum: the lr is per example, as in airbench)
     grad_clip: Optional[float] = None  # clip the global gradient norm to this value
     precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 | bf16-pure | fp16-pure

@@ -136,6 +136,17 @@ def training_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], labels: torc
     return logits, loss
 
 
+def drop_path_layers(model: nn.Module) -> list[nn.Dropout1d]:
+    """The model's drop-path layers: the ``drop_path`` op lowers to an ``nn.Dropout1d`` (compiler/ir/builtin_ops.py)
+    whose probability the trainer sets each epoch. A model without any cannot take ``trainer.drop_path``."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout1d)]
+    if not layers:
+        raise ConfigError("drop_path", "trainer.drop_path is set but the model has no drop_path layers",
+                          hint="add `-> drop_path` after the ops of the model's cells (as examples/spaces/darts.arch "
+                               "does), or set trainer.drop_path=0")
+    return layers
+
+
 EpochHook = Callable[[dict[str, Any]], "bool | None"]
 
 
@@ -233,6 +244,7 @@ class _Run:
         self.ema = Ema(self.model, cfg.ema) if cfg.ema.enabled else None
         self.lookahead = Lookahead(self.model, cfg.lookahead, self.total) if cfg.lookahead.enabled else None
         self.forward = torch.compile(self.model, mode=cfg.compile_mode) if cfg.compile else self.model
+        self.drop_paths = drop_path_layers(self.model) if cfg.drop_path else []
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction=cfg.loss_reduction)
 
     def run(self) -> TrainResult:
@@ -269,6 +281,8 @@ class _Run:
         if self.stem is not None and self.stem.bias is not None and cfg.whiten_stem.bias_epochs is not None:
             self.stem.bias.requires_grad_(epoch < cfg.whiten_stem.bias_epochs)
         model.train()
+        for layer in self.drop_paths:   # DARTS' schedule: linear from 0 towards drop_path over the epochs
+            layer.p = cfg.drop_path * epoch / self.epochs
         per_mean = cfg.loss_reduction == "mean"
         loss_total = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)

@@ -1,0 +1,165 @@
+"""DARTS and its variants on NAS-Bench-201's cell space over the JPEG CIFAR-10, judged by the benchmark's table.
+
+    python bench/darts_nb201.py --device cpu --variants plain,beta,drnas,pc,gdas --seeds 0,1,2 --json OUT.json
+    python bench/darts_nb201.py --device cuda --variants default --seeds 0,1,2
+
+Each (variant, seed) is one run of the command line, ``python -m compiler +search=darts space=nb201
+dataset=cifar10_jpeg ...`` in a subprocess with its own ``out_dir`` (so the benchmark measures what users run);
+the run searches, derives one cell (``search.train_derived=false``: no training from scratch) and writes
+``history.jsonl`` and ``alphas.json``, from which this script reads the derived cell and the search time. The cell
+is looked up in the benchmark's table (``--table``, CIFAR-10 test accuracy after the benchmark's 200-epoch
+training). A run directory that already holds a result is read, not run again; an interrupted run resumes from its
+checkpoint. Printed: per run the cell, its accuracy, the search time; per variant mean, population std, min and
+mean search minutes; ``--json`` writes all of it.
+
+Settings (``--device``), the same for every variant:
+  cpu   the reduced setting: 8 channels, 1 cell per stage (the benchmark: 16 and 5), the images decoded at 16x16
+        (the benchmark: 32x32), all 50,000 training images (5,000 held out for validation, the rest split in
+        halves of 22,500 for weights and architecture), 4 epochs (1,404 steps of each kind), one CPU thread.
+  cuda  the benchmark's supernet (16 channels, 5 cells per stage) on the full training split (45,000 images,
+        5,000 validation), for a GPU session of a few minutes per seed.
+Variants (each a list of overrides on top of the setting; ``default`` is the shipped configuration):
+  plain  DARTS, first order, softmax, no remedy;   beta   DARTS with beta-decay (beta-DARTS);
+  drnas  Dirichlet mixing (DrNAS);   pc  partial channels (PC-DARTS, K=2, edge normalisation);
+  gdas   one Gumbel-sampled path per step (GDAS).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search import nb201  # noqa: E402
+
+SETTINGS: dict[str, list[str]] = {
+    "cpu": ["+space.params.channels=8", "+space.params.cells=1", "dataset.image_size=[16,16]", "search.epochs=4",
+            "search.device=cpu", "search.cpu_threads=1"],
+    "cuda": ["+space.params.channels=16", "+space.params.cells=5", "search.epochs=10", "search.device=cuda"],
+}
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+    "plain": ["search.relaxation=softmax", "search.beta_decay.weight=0", "search.partial_channels=1"],
+    "beta": ["search.relaxation=softmax", "search.beta_decay.weight=50", "search.partial_channels=1"],
+    "drnas": ["search.relaxation=dirichlet", "search.beta_decay.weight=0", "search.partial_channels=1"],
+    "pc": ["search.relaxation=softmax", "search.beta_decay.weight=0", "search.partial_channels=2"],
+    "gdas": ["search.relaxation=gumbel", "search.beta_decay.weight=0", "search.partial_channels=1"],
+}
+
+
+def load_accuracies(path: Path) -> dict[str, float]:
+    with path.open(newline="") as handle:
+        return {row["arch"]: float(row["accuracy"]) for row in csv.DictReader(handle)}
+
+
+def cell_string(decisions: dict[str, str]) -> str:
+    """The benchmark's string of a derived nb201.arch cell: its decisions are the edges in string order."""
+    ops = [decisions[f"edge_{j}_{i}.op"] for j, i in nb201.EDGES]
+    return nb201.genotype_to_string([nb201.OPS.index(op) for op in ops])
+
+
+def trajectory(epochs: Sequence[dict[str, Any]], accuracies: dict[str, float]) -> list[float | None]:
+    """The table accuracy of the cell each epoch's probabilities would derive (argmax, never `none`)."""
+    result = []
+    for epoch in epochs:
+        ops = []
+        for j, i in nb201.EDGES:
+            p = epoch["softmax"][f"edge_{j}_{i}.op"]
+            ops.append(max(range(1, len(p)), key=lambda k: (p[k], -k)))
+        result.append(accuracies.get(nb201.genotype_to_string(ops)))
+    return result
+
+
+def run_one(variant: str, seed: int, args: argparse.Namespace, extra: Sequence[str]) -> dict[str, Any]:
+    out = args.work / args.device / variant / f"seed{seed}"
+    history = out / "history.jsonl"
+    wall = None
+    if not history.exists():
+        command = [sys.executable, "-m", "compiler", "+search=darts", "space=nb201", "dataset=cifar10_jpeg",
+                   *SETTINGS[args.device], *VARIANTS[variant], *extra, "search.train_derived=false",
+                   f"seed={seed}", f"out_dir={out}"]
+        print(f"--- {variant} seed {seed}: {' '.join(command[2:])}", flush=True)
+        start = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        log = out.parent / f"seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0 or not history.exists():
+            print(f"    failed (exit {proc.returncode}); see {log}", flush=True)
+            return {"variant": variant, "seed": seed, "status": f"exit {proc.returncode}", "log": str(log)}
+    record = json.loads(history.read_text().splitlines()[0])
+    epochs = json.loads((out / "alphas.json").read_text())["epochs"]
+    cell = cell_string(record["decisions"])
+    result = {"variant": variant, "seed": seed, "status": "ok", "cell": cell,
+              "accuracy": args.accuracies.get(cell), "search_s": round(sum(e["seconds"] for e in epochs), 1),
+              "wall_s": round(wall, 1) if wall is not None else None, "epochs": len(epochs),
+              "supernet_val_acc": epochs[-1]["val_acc"],
+              "top_probability": round(max(max(p) for p in epochs[-1]["softmax"].values()), 4),
+              "trajectory": trajectory(epochs, args.accuracies)}
+    print(f"    {variant} seed {seed}: {cell} -> {result['accuracy']} % (search {result['search_s'] / 60:.1f} min, "
+          f"largest probability {result['top_probability']}; by epoch: {result['trajectory']})", flush=True)
+    return result
+
+
+def summarise(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        ok = [r for r in results if r["variant"] == variant and r.get("accuracy") is not None]
+        acc = [r["accuracy"] for r in ok]
+        summary[variant] = {
+            "n": len(acc), "mean": round(statistics.fmean(acc), 2) if acc else None,
+            "std": round(statistics.pstdev(acc), 2) if acc else None, "min": min(acc, default=None),
+            "max": max(acc, default=None),
+            "search_min": round(statistics.fmean(r["search_s"] for r in ok) / 60, 1) if ok else None}
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=sorted(SETTINGS), default="cpu")
+    parser.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--table", type=Path, default=ROOT.parent / "shared" / "data" / "nb201-cifar10.csv")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "darts_nb201", help="run directories")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("overrides", nargs="*", help="more overrides for every run, e.g. search.epochs=10")
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if not args.table.is_file():
+        parser.error(f"no table at {args.table} (--table)")
+    args.accuracies = load_accuracies(args.table)
+    args.work = args.work.resolve()
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    setting = " ".join(SETTINGS[args.device] + args.overrides)
+    print(f"setting ({args.device}): {setting}")
+    results = [run_one(v, s, args, args.overrides) for v in variants for s in seeds]
+    summary = summarise(results)
+    print("\n| variant | n | mean | std | min | max | search min/seed | cells (seed: accuracy) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for variant, s in summary.items():
+        cells = "; ".join(f"{r['seed']}: {r.get('accuracy')}" for r in results if r["variant"] == variant)
+        print(f"| {variant} | {s['n']} | {s['mean']} | {s['std']} | {s['min']} | {s['max']} | {s['search_min']} "
+              f"| {cells} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"device": args.device, "setting": setting, "results": results,
+                                         "summary": summary}, indent=2) + "\n")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
