@@ -24,9 +24,11 @@ if [ "${1:-}" = prepare ]; then
     exclude=$(git rev-parse --git-path info/exclude)
     grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >> "$exclude"
     cp -u ../shared/data/cifar10-jpeg.tar.xz .gpu/
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux2014_x86_64 --platform any -d .gpu/wheels \
-        hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 lark==1.3.1
+    # the versions this checkout's environment runs; all four are pure Python (`pip wheel`: antlr4 4.9.3 is
+    # published as source only, so it is built into a py3-none-any wheel here)
+    pins=$(python3 -c "from importlib.metadata import version as v
+print(' '.join(f'{n}=={v(n)}' for n in ('hydra-core', 'omegaconf', 'antlr4-python3-runtime', 'lark')))")
+    python3 -m pip wheel -q --no-deps -w .gpu/wheels $pins
     ls -la .gpu .gpu/wheels
     exit 0
 fi
@@ -42,7 +44,8 @@ fi
 [ -f .gpu/cifar10-jpeg.tar.xz ] && export AUTOML_SHARED_DATA=$PWD/.gpu
 export AUTOML_CODEGEN_CACHE=${AUTOML_CODEGEN_CACHE:-/tmp/automl-cache} PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
-  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
+  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
+      torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
   nproc; } > "$FINAL/machine.txt" 2>&1
 cat "$FINAL/machine.txt"
 timeout "${TOTAL_S:-560}" python3 bench/cifar10_search.py --work "$WORK" --seeds 0 --search-seconds "${SEARCH_S:-240}" \

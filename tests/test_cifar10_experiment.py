@@ -62,6 +62,13 @@ def test_cpu_experiment_is_the_gpu_one_made_small() -> None:
     assert cpu.trainer.whiten_stem == gpu.trainer.whiten_stem and cpu.trainer.optimizer == gpu.trainer.optimizer
 
 
+def test_help_lists_every_experiment() -> None:
+    template = (ROOT / "conf" / "hydra" / "help" / "automl.yaml").read_text()
+    line = next(line for line in template.splitlines() if line.strip().startswith("+experiment=NAME "))
+    listed = line.split(maxsplit=1)[1].replace(",", " ").split()
+    assert listed == sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
 # ---- a whole run -------------------------------------------------------------------------------------------------
 @pytest.mark.slow   # 30-40 s on the shared 2-core machine: a process, a decode on a fresh cache, 3 trainings
 def test_cpu_experiment_writes_every_output_and_best_weights_load_into_model_py(tmp_path: Path) -> None:
