@@ -21,6 +21,7 @@ from search.evaluators.base import EvaluatorBase
 from search.schema import refusals_named
 from search.training import seed_everything, train
 from search.training.checks import trainer_with_overrides
+from search.training.trainer import resolve_device
 
 
 def _plain(config: Any, key: str) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class TrainEvaluator(EvaluatorBase):
         self._data: DataSplits | None = None
         # every trainer option is checked now, not when the final training starts after the search
         config = trainer_with_overrides(self.trainer, self.search_overrides, "evaluator.search_overrides")
+        self.device = config.device
         trainer_with_overrides(self.trainer, self.final_overrides, "evaluator.final_overrides")
         stopping = _plain(early_stopping, "evaluator.early_stopping")
         check_arguments(MedianStopping, stopping, "evaluator.early_stopping")
@@ -81,7 +83,10 @@ class TrainEvaluator(EvaluatorBase):
     @property
     def data(self) -> DataSplits:
         if self._data is None:
-            self._data = load_dataset(self.dataset_config)
+            data = load_dataset(self.dataset_config)
+            # on CUDA the decoded images move to the device once and stay there for every candidate
+            device = resolve_device(self.device)
+            self._data = data.to(device) if device.type == "cuda" else data
         return self._data
 
     def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any],

@@ -71,6 +71,7 @@ def _ranges(cfg: TrainerConfig) -> list[tuple[str, bool, str]]:
         ("lookahead.power", cfg.lookahead.power >= 0, ">= 0"),
         ("eval_every", cfg.eval_every >= 0, ">= 0 (0: only at the end)"),
         ("log_every", cfg.log_every >= 1, ">= 1"),
+        ("untimed_warmup", cfg.untimed_warmup >= 0, ">= 0 (0: none)"),
         ("aux_weight", cfg.aux_weight >= 0, ">= 0 (0 ignores auxiliary outputs)"),
     ]
 

@@ -105,4 +105,7 @@ class TrainerConfig:
     keep_best: bool = False           # finish on the weights of the best validation epoch
     evaluate_test: bool = True        # measure test accuracy at the end (search evaluators turn it off)
     log_every: int = 20               # steps between progress updates and divergence checks
+    untimed_warmup: int = 0           # training steps of a throwaway copy of the model before the timed run, so that
+    #                                   one-off costs (cuDNN autotuning for new shapes, lazy CUDA set-up) are not
+    #                                   timed as training: a search that times many new networks needs it on CUDA
     progress: Optional[bool] = None   # progress bar; null: when stderr is a terminal

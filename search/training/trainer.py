@@ -2,10 +2,12 @@
 
 ``train(model, data, config)`` returns a TrainResult with a status: 'ok', 'diverged' (the loss became NaN or
 infinite) or 'oom' (CUDA out of memory). Failures are results, not exceptions, so a search can record them and go
-on. Training time counts the optimisation steps (and the whitening set-up), not the evaluations.
+on. Training time counts the optimisation steps (and the whitening set-up), not the evaluations nor
+the untimed warm-up (``untimed_warmup``).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -223,6 +225,32 @@ class _Run:
         whiten_conv(conv, images, w.eps)
         return conv
 
+    def warm_up(self, steps: int) -> None:
+        """``steps`` untimed training steps of a throwaway copy of the model on the first training images (and its
+        whitening, when configured): cuDNN autotunes its kernels for these shapes and CUDA sets itself up here, not
+        in the timed run. The model, the data order and the random streams are left as they were."""
+        cfg, loader = self.cfg, self.train_loader
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            model = copy.deepcopy(self.model)
+            if cfg.whiten_stem.enabled:
+                sample = loader.images[:min(len(loader.images), cfg.whiten_stem.images)]
+                whiten_conv(first_conv(model), loader.normalize(sample), cfg.whiten_stem.eps)
+            optimizer = build_optimizer(model, cfg.optimizer, fused=self.device.type == "cuda")
+            scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.grad_scaler)
+            x = loader.finish(loader.normalize(loader.images[:loader.batch_size]))
+            y = loader.labels[:loader.batch_size]
+            model.train()
+            for _ in range(steps):
+                with self.precision.context(self.device):
+                    _, loss = training_loss(model(x), y, self.loss_fn, cfg.aux_weight)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            del model, optimizer
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def total_steps(self) -> int:
         budget, per_epoch = self.cfg.budget, len(self.train_loader)
         return budget.steps if budget.steps is not None else max(1, math.ceil(budget.epochs * per_epoch))
@@ -235,6 +263,9 @@ class _Run:
         self.val_loader = self.loader(self.data.val, cfg.eval_batch_size, False)
         self.total = self.total_steps()
         self.epochs = math.ceil(self.total / len(self.train_loader))
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction=cfg.loss_reduction)
+        if cfg.untimed_warmup:
+            self.warm_up(cfg.untimed_warmup)
         self.watch.start()
         self.stem = self.whiten() if cfg.whiten_stem.enabled else None
         self.watch.stop()
@@ -245,7 +276,6 @@ class _Run:
         self.lookahead = Lookahead(self.model, cfg.lookahead, self.total) if cfg.lookahead.enabled else None
         self.forward = torch.compile(self.model, mode=cfg.compile_mode) if cfg.compile else self.model
         self.drop_paths = drop_path_layers(self.model) if cfg.drop_path else []
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction=cfg.loss_reduction)
 
     def run(self) -> TrainResult:
         cfg = self.cfg
