@@ -140,6 +140,11 @@ def evaluate_in_worker(genotype: Sequence[int], observed: Sequence[Mapping[str, 
     return evaluate_candidate(_WORKER_CONTEXT, genotype)
 
 
+def worker_lost(args: tuple[Any, ...], reason: str) -> Outcome:
+    """The result of a candidate whose worker process died on every try (an executor that retries, e.g. Ray)."""
+    return Outcome({"status": "error", "error": reason}, "", 0.0)
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (without starting CUDA here)."""
     import torch
