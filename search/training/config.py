@@ -109,6 +109,10 @@ class TrainerConfig:
     evaluate_test: bool = True        # measure test accuracy at the end (search evaluators turn it off)
     log_every: int = 20               # steps between progress updates and divergence checks
     progress: Optional[bool] = None   # progress bar; null: when stderr is a terminal
+    distributed: str = "none"         # none | ddp: DistributedDataParallel over several processes (distributed.py),
+    #                                   started by torchrun, or by the trainer itself (processes)
+    processes: Optional[int] = None   # ddp without torchrun: processes to start (null: one per GPU)
+    sync_batchnorm: bool = True       # ddp on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
 
 
 def trainer_config(config: TrainerConfig | Mapping[str, Any] | DictConfig | None = None,
