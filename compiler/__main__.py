@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Optional
@@ -24,12 +23,6 @@ from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-# conf/hydra/launcher/submitit_*.yaml document the submitit launcher's resources under the plugin's own names, so
-# Hydra also checks them against the plugin's schema of that name; it warns that this matching is deprecated (the
-# files are complete: without the matching they still work)
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema",
-                        category=UserWarning)
 
 
 class Interrupted(KeyboardInterrupt):
