@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ray round trip per candidate: median {1000 * trip:.1f} ms [{1000 * min(trips):.1f}-"
           f"{1000 * max(trips):.1f}] over {len(trips)} calls = {100 * trip / CANDIDATE_S:.2f} % of a "
           f"{CANDIDATE_S:g}-second candidate")
-    print(f"slot time ray x2 adds over local x2: {added:+.2f} s per candidate = {100 * added / CANDIDATE_S:+.1f} % of a "
-          f"{CANDIDATE_S:g}-second candidate (actor start-up included)")
+    print(f"slot time ray x2 adds over local x2: {added:+.2f} s per candidate = {100 * added / CANDIDATE_S:+.1f} % "
+          f"of a {CANDIDATE_S:g}-second candidate (actor start-up included)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "ray_start_s": ray_start, "same_history": same,
                                                "round_trip_s": trips, "rows": [{k: v for k, v in r.items()

@@ -87,7 +87,8 @@ class SearchLoop:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if (self.workers > 1 or self.executor == "ray") and self.worker_context is None:
-            raise ValueError("workers > 1 needs worker_context: a picklable factory of each worker's Context")
+            raise ValueError("workers > 1 (or executor=ray) needs worker_context: a picklable factory of each "
+                             "worker's Context")
 
     @property
     def journal(self) -> Journal:

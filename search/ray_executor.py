@@ -63,8 +63,15 @@ def memory_bytes(value: Any, key: str = "search.ray.memory") -> int | None:
     return int(amount)
 
 
+def require_ray() -> None:
+    """Ray is an optional extra: without it, ``search.executor=ray`` is a message naming the extra (exit status 2)."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("search.executor", "search.executor=ray needs Ray, which is not installed",
+                          hint=f"install the extra: {RAY_EXTRA}")
+
+
 def check_ray_config(cfg: RayConfig) -> None:
-    """The ``search.ray`` values, and Ray itself: without it, a message naming the extra that installs it."""
+    """The ``search.ray`` values (``require_ray`` checks Ray itself, when the run starts)."""
     from compiler.config_values import check_value
 
     check_value(cfg.address, Optional[str], "search.ray.address", hint="auto, or HOST:PORT of a running Ray cluster")
@@ -74,18 +81,14 @@ def check_ray_config(cfg: RayConfig) -> None:
     if cfg.num_cpus == 0 and cfg.num_gpus == 0:
         raise ConfigError("search.ray.num_cpus", "each worker must reserve some CPU or GPU",
                           hint="e.g. search.ray.num_cpus=1")
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError("search.executor", "search.executor=ray needs Ray, which is not installed",
-                          hint=f"install the extra: {RAY_EXTRA}")
 
 
 class _Worker:
     """The Ray actor: this process's evaluation context, built once (and again when Ray restarts the actor)."""
 
     def __init__(self, factory: Callable[[], Any]) -> None:
-        from search import parallel
-        # ``evaluate_in_worker`` reads the process's context, as it does in the local pool's workers
-        parallel._WORKER_CONTEXT = factory()
+        from search.parallel import use_worker_context
+        use_worker_context(factory())  # what ``evaluate_in_worker`` uses, as in the local pool's workers
 
     def ready(self) -> int:
         return os.getpid()

@@ -3,6 +3,7 @@ jobs as the SLURM launcher does (pickled jobs, scheduler signals, requeue), on t
 preempts it (USR2) is requeued, lands in its own directory again and resumes its search from the journal."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from compiler.__main__ import SUBMITIT_PLUGIN, _check_launcher
 from conftest import ROOT, run_cli
 
-pytest.importorskip("submitit", reason="submitit is not installed: pip install -e '.[slurm]' (the dev extra has it)")
-pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
-                    reason="hydra-submitit-launcher is not installed: pip install -e '.[slurm]' (the dev extra has it)")
+# the sweeps skip only when the plugin is not installed; the message without it is tested either way
+needs_submitit = pytest.mark.skipif(
+    importlib.util.find_spec("submitit") is None or importlib.util.find_spec(SUBMITIT_PLUGIN) is None,
+    reason="hydra-submitit-launcher is not installed: pip install -e '.[slurm]' (the dev extra has it)")
 
 SEARCH = ["+search=random", "++search.budget=4", "++search.progress=false", "++task.export_best=false"]
 
@@ -27,6 +30,7 @@ def _history(directory: Path) -> list[tuple]:
             for r in map(json.loads, (directory / "history.jsonl").read_text().splitlines())]
 
 
+@needs_submitit
 @pytest.mark.slow
 def test_a_submitit_local_sweep_of_two_jobs_writes_both_run_directories(tmp_path: Path) -> None:
     proc = run_cli("-m", "hydra/launcher=submitit_local", *SEARCH, "space=nb201", "evaluator=table", "seed=0,1",
@@ -55,6 +59,7 @@ def _job_processes(folder: Path) -> list[int]:
     return found
 
 
+@needs_submitit
 @pytest.mark.slow
 def test_a_preempted_sweep_job_is_requeued_into_its_directory_and_resumes_from_its_journal(tmp_path: Path) -> None:
     args = [*SEARCH, "++evaluator.search_overrides.budget.epochs=6"]
@@ -84,3 +89,17 @@ def test_a_preempted_sweep_job_is_requeued_into_its_directory_and_resumes_from_i
     assert "resumed" in log and "evaluation(s) from" in log
     assert _history(job) == _history(tmp_path / "ref")  # nothing lost, nothing repeated
     assert len(_history(sweep / "1")) == 4
+
+
+def test_a_submitit_launcher_without_the_plugin_is_one_line_naming_the_extra(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == SUBMITIT_PLUGIN else real(name, *a))
+    _check_launcher(["-m", "hydra/launcher=joblib", "seed=0,1"])  # another launcher: not this check's business
+    with pytest.raises(SystemExit) as stopped:
+        _check_launcher(["-m", "hydra/launcher=submitit_slurm", "+search=random"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == ("hydra/launcher: error: hydra/launcher=submitit_slurm needs Hydra's submitit "
+                                       "launcher plugin, which is not installed\n  hint: install the extra: "
+                                       "pip install -e '.[slurm]'\n")

@@ -15,6 +15,7 @@ from compiler.space import Space, load_space_file
 from search.tasks.common import export_formats, output_dir
 from search.loop import SearchLoop
 from search.parallel import Context, visible_gpus
+from search.ray_executor import require_ray
 from search.report import headline_metrics, write_report
 from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set, refusals_named, search_config
@@ -76,6 +77,9 @@ def profile_choice(cfg: DictConfig) -> str:
 
 def search_task(cfg: DictConfig) -> int:
     check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
+    settings = search_config(cfg.search)
+    if settings.executor == "ray":
+        require_ray()  # before anything is written
     check_value(cfg.task.get("export_best", True), bool, "task.export_best")
     formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
@@ -93,7 +97,6 @@ def search_task(cfg: DictConfig) -> int:
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
         strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
-    settings = search_config(cfg.search)
     on_ray = settings.executor == "ray"
     gpus = visible_gpus() if workers > 1 and not on_ray else []  # Ray hands out GPUs itself (search.ray.num_gpus)
     gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees

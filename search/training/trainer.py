@@ -336,9 +336,10 @@ class _Run:
                 if cfg.keep_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.eval_model().state_dict().items()}
         self.history.append(record)
-        (log.info if self.rank.writer else log.debug)("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
-                 record["train_loss"], 100 * record["train_acc"],
-                 f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
+        say = log.info if self.rank.writer else log.debug  # under DDP, rank 0 alone reports
+        say("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
+            record["train_loss"], 100 * record["train_acc"],
+            f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
         return bool(self.on_epoch(record)) if self.on_epoch is not None else False
 
     def check(self, loss_total: torch.Tensor, epoch: int) -> None:
