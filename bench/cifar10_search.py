@@ -397,9 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     results.save()
 
     if args.runs > 0:
-        retrain(args, rows[0], results, deadline)
+        retrain(args, results.data["seeds"][0], results, deadline)
         contenders = results.data["retrain"]["contenders"]
-        print(f"\nretraining summary (TTA test accuracy and train_time_s, mean +- sd over n runs; seeds 0..n-1):")
+        print("\nretraining summary (TTA test accuracy and train_time_s, mean +- sd over n runs; seeds 0..n-1):")
         for name, c in contenders.items():
             ok = [r for r in c["runs"] if r["status"] == "ok"]
             line = (f"  {name:<28} n={c['n']}  acc {mean_sd([r['test_acc_tta'] for r in ok], 100)} %  "

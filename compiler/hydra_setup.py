@@ -10,9 +10,13 @@
 * ``open_search``: the ``search`` node, open to keys Hydra's struct mode would refuse. conf/search/*.yaml start from
   it so that every ``search.*`` override, typo or not, reaches the schema check of the search task
   (search/schema.py), which names the closest valid key instead of Hydra's advice to add the key with ``+``.
+* conf/hydra/launcher/submitit_*.yaml document the submitit launcher's resources under the plugin's own names, so
+  Hydra also checks them against the plugin's schema of that name and warns that this matching is deprecated; the
+  files are complete (without the matching they still work), so the warning is silenced.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -38,3 +42,5 @@ if not OmegaConf.has_resolver("shared_data"):
 if not OmegaConf.has_resolver("arch_or"):
     OmegaConf.register_new_resolver("arch_or", _arch_or)
 ConfigStore.instance().store(name="open_search", node=_open_search_node())
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema",
+                        category=UserWarning)

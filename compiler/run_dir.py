@@ -27,6 +27,21 @@ if not OmegaConf.has_resolver("out_dir_or"):
     OmegaConf.register_new_resolver("out_dir_or", lambda out_dir, default: out_dir if out_dir else default)
 
 
+def launch_rank() -> int:
+    """This process's rank when a launcher started several copies of the command (torchrun sets ``RANK``), else 0.
+    Only rank 0 claims the run directory and writes files into it, Hydra's own included."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+# `${rank_zero:VALUE,OTHER}`: VALUE in rank 0, OTHER (default null) in the other ranks (conf/config.yaml: Hydra's
+# .hydra/ and job log are written by rank 0 alone)
+if not OmegaConf.has_resolver("rank_zero"):
+    OmegaConf.register_new_resolver("rank_zero", lambda value, other=None: value if launch_rank() == 0 else other)
+
+
 def check_out_dir(path: str | Path, key: str = "out_dir") -> Path:
     """``path`` as a directory that exists and can be written (created if need be), or a located error naming
     ``key``. Nothing else is written."""
@@ -98,6 +113,8 @@ class RunDirectory(Callback):
         self.lock: RunLock | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if launch_rank() != 0:  # one of several copies of the command (torchrun): rank 0 holds the directory
+            return
         given = config.get("out_dir")
         key, path = ("out_dir", given) if given else ("hydra.run.dir", config.hydra.run.dir)
         try:

@@ -6,8 +6,9 @@ writes) are replayed, so no recorded evaluation is lost or repeated and the run 
 stopped. A candidate that fails (invalid shapes, an exception, NaN loss, out of memory) is journalled with its
 status and the search goes on.
 
-Parallel evaluation (``workers`` > 1, see ``search/parallel.py``): up to ``workers`` candidates are in flight and
-results are recorded in the order the candidates were proposed, so a run depends on its seed and worker count only.
+Parallel evaluation (``workers`` > 1, see ``search/parallel.py``; on Ray, ``search/ray_executor.py``): up to
+``workers`` candidates are in flight and results are recorded in the order the candidates were proposed, so a run
+depends on its seed and worker count only, not on the executor.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from search.budget import BudgetedSearch
 from search.evaluators.base import Evaluator, Measurement
 from search.journal import Journal, atomic_write_json, read_json
 from search.objectives import FEASIBLE, ObjectiveSet
-from search.parallel import Context, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker, make_pool
+from search.parallel import (Context, InlineExecutor, Outcome, evaluate_candidate, evaluate_in_worker, make_pool,
+                             worker_lost)
 from search.run_config import config_changes
 from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
@@ -78,12 +80,15 @@ class SearchLoop:
     workers: int = 1                    # candidates evaluated at once, each in its own process when > 1
     worker_context: Callable[[], Context] | None = None  # picklable: builds a worker's Context (workers > 1)
     devices: Sequence[str] = ()         # GPUs to spread the workers over (CUDA_VISIBLE_DEVICES entries)
+    executor: str = "local"             # local: this machine's processes; ray: Ray actors (search/ray_executor.py)
+    ray: Any = None                     # executor=ray: its RayConfig (address, resources per worker)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.workers > 1 and self.worker_context is None:
-            raise ValueError("workers > 1 needs worker_context: a picklable factory of each worker's Context")
+        if (self.workers > 1 or self.executor == "ray") and self.worker_context is None:
+            raise ValueError("workers > 1 (or executor=ray) needs worker_context: a picklable factory of each "
+                             "worker's Context")
 
     @property
     def journal(self) -> Journal:
@@ -152,6 +157,10 @@ class SearchLoop:
                               f"({len(sizes)} decisions)", path, line)
 
     def _executor(self) -> Executor:
+        if self.executor == "ray":  # also with one worker: it may run on a cluster's GPU node
+            from search.ray_executor import RayConfig, RayExecutor
+            assert self.worker_context is not None
+            return RayExecutor(self.workers, self.worker_context, self.ray or RayConfig(), lost=worker_lost)
         if self.workers == 1:
             return InlineExecutor()
         assert self.worker_context is not None

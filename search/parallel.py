@@ -143,14 +143,25 @@ def _init_worker(factory: Callable[[], Context], devices: Any) -> None:
     _WORKER_CONTEXT = factory()
 
 
+def use_worker_context(context: Context) -> None:
+    """Make ``context`` this worker process's (a worker started by another engine than ``make_pool``, e.g. Ray)."""
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = context
+
+
 def evaluate_in_worker(genotype: Sequence[int], observed: Sequence[Mapping[str, Any]] | None) -> Outcome:
     """A pool task. ``observed``: the results recorded so far, for evaluators that learn from them (early
     stopping); a worker's own earlier tasks are not all of them, so it is told the whole record each time."""
     if _WORKER_CONTEXT is None:
-        raise RuntimeError("evaluate_in_worker runs in a worker started by make_pool")
+        raise RuntimeError("evaluate_in_worker runs in a worker started by make_pool (or given use_worker_context)")
     if observed is not None:
         _WORKER_CONTEXT.evaluator.observe_all(observed)
     return evaluate_candidate(_WORKER_CONTEXT, genotype)
+
+
+def worker_lost(args: tuple[Any, ...], reason: str) -> Outcome:
+    """The result of a candidate whose worker process died on every try (an executor that retries, e.g. Ray)."""
+    return Outcome({"status": "error", "error": reason}, "", 0.0)
 
 
 def visible_gpus() -> list[str]:

@@ -25,6 +25,8 @@ STATE_FILES = ("history.jsonl", "checkpoint.json", "darts_state.pt")  # what a r
 RESUMABLE: dict[str, str] = {
     "search.budget": "may grow (never shrink): the run goes on to the new budget",
     "search.workers": "how many candidates are evaluated at once",
+    "search.executor": "where candidates run (local or ray); results are recorded in proposal order either way",
+    "search.ray*": "the Ray cluster and each worker's resources",
     "*.progress": "display only",
     "out_dir": "the same directory may be named another way",
     "debug": "tracebacks and IR checks only",

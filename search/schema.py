@@ -24,9 +24,11 @@ from compiler.config_values import (ConfigError, check_arguments, check_keys, ch
                                     load_target)
 from compiler.errors import ArchError
 from search.objectives import ObjectiveSet
+from search.ray_executor import RayConfig, check_ray_config
 from search.structured import plain, structured
 
 STRATEGY_SUPPLIED = ("space", "seed", "objectives")   # what the search task passes to the strategy itself
+EXECUTORS = ("local", "ray")   # search.executor: search/parallel.py's process pool, search/ray_executor.py's actors
 
 
 @dataclass
@@ -34,6 +36,8 @@ class SearchConfig:
     name: str = "search"          # shown in the report and the progress line
     budget: int = 20              # distinct architectures evaluated
     workers: int = 1              # candidates evaluated at once, each in its own process
+    executor: str = "local"       # where they run: local (a process pool on this machine) | ray (Ray actors)
+    ray: RayConfig = field(default_factory=RayConfig)   # executor=ray: cluster address and each worker's resources
     progress: bool = True         # the progress bar
     strategy: dict[str, Any] = field(default_factory=dict)   # _target_ and the strategy's own options
 
@@ -62,6 +66,10 @@ def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
                      label="search")
     check_value(cfg.budget, int, "search.budget", minimum=1, hint="the number of distinct architectures to evaluate")
     check_value(cfg.workers, int, "search.workers", minimum=1, hint="1 evaluates one candidate at a time")
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError("search.executor", f"unknown executor {cfg.executor!r}", hint=" or ".join(EXECUTORS))
+    if cfg.executor == "ray":
+        check_ray_config(cfg.ray)
     if "_target_" not in cfg.strategy:
         raise ConfigError("search.strategy._target_", "no strategy given", hint="pick one with +search=NAME")
     check_target(cfg.strategy, "search.strategy", supplied=STRATEGY_SUPPLIED)

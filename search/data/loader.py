@@ -18,9 +18,12 @@ class DeviceLoader:
     def __init__(self, split: Split, batch_size: int, device: torch.device | str, mean: Sequence[float],
                  std: Sequence[float], *, augment: AugmentConfig | None = None, shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, shard: tuple[int, int] = (0, 1)) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        # (rank, processes) of a distributed training: every rank draws the same global batch (same seed: the same
+        # order and augmentation) and keeps its slice, as a DistributedSampler would hand it out
+        self.rank, self.processes = shard
         self.device = torch.device(device)
         self.images = split.images.to(self.device, non_blocking=True)
         self.labels = split.labels.to(self.device, non_blocking=True)
@@ -54,5 +57,9 @@ class DeviceLoader:
             x = self.normalize(self.images[index])
             if self.augmenter is not None:
                 x = self.augmenter(x, index, self.epoch)
-            yield self.finish(x), self.labels[index]
+            y = self.labels[index]
+            if self.processes > 1:
+                part = len(index) // self.processes
+                x, y = x[self.rank * part:(self.rank + 1) * part], y[self.rank * part:(self.rank + 1) * part]
+            yield self.finish(x), y
         self.epoch += 1

@@ -19,7 +19,7 @@ from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
 from search.evaluators.base import EvaluatorBase
 from search.schema import refusals_named
-from search.training import seed_everything, train
+from search.training import distributed, seed_everything, train, trainer_config
 from search.training.checks import trainer_with_overrides
 from search.training.trainer import resolve_device
 
@@ -92,9 +92,13 @@ class TrainEvaluator(EvaluatorBase):
     def _train(self, genotype: Sequence[int], space: Any, overrides: Mapping[str, Any],
                on_epoch: Any = None) -> tuple[Any, Any]:
         seed = candidate_seed(self.seed, genotype)
+        config = trainer_config(_merge(self.trainer, overrides, {"seed": seed}))
+        if config.distributed == "ddp" and not distributed.launched():  # e.g. the final training on every GPU
+            result = distributed.train_in_processes(distributed.ModelSource.of(space.compile(genotype)), self.data,
+                                                    config, seed, on_epoch=on_epoch)
+            return result.model, result
         seed_everything(seed)  # before building: the initial weights come from the seeded generator too
         model = space.compile(genotype).build()
-        config = _merge(self.trainer, overrides, {"seed": seed})
         return model, train(model, self.data, config, on_epoch=on_epoch)
 
     def __call__(self, genotype: Sequence[int], space: Any) -> dict[str, Any]:

@@ -28,8 +28,9 @@ from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.parallel import Context, reported_metrics, visible_gpus
 from search.report import best_record, headline_metrics, write_report
+from search.ray_executor import require_ray
 from search.run_config import start_run
-from search.schema import build, check_run_config, objective_set, refusals_named
+from search.schema import build, check_run_config, objective_set, refusals_named, search_config
 from search.structured import plain
 from search.training.specialise import data_parameters, model_parameters
 
@@ -138,6 +139,9 @@ def export_trained(compiled: CompileResult, out: Path, formats: Sequence[str], w
 
 def search_task(cfg: DictConfig) -> int:
     check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
+    settings = search_config(cfg.search)
+    if settings.executor == "ray":
+        require_ray()  # before anything is written
     export = check_value(cfg.task.get("export_best", True), bool, "task.export_best")
     formats = export_formats(cfg)  # checked before the search, not after it
     out = output_dir(cfg)
@@ -151,18 +155,19 @@ def search_task(cfg: DictConfig) -> int:
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
         strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
-    gpus = visible_gpus() if workers > 1 else []
+    on_ray = settings.executor == "ray"
+    gpus = visible_gpus() if workers > 1 and not on_ray else []  # Ray hands out GPUs itself (search.ray.num_gpus)
     gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees
     on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
-          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}; writing to {out}")
+          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}; writing to {out}")
     start = time.perf_counter()
     # workers receive the space, pickled, and build their evaluator from the config
-    worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 else None
+    worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 or on_ray else None
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=worker_context, devices=gpus)
+                      worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray)
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
     best = best_record(records, objectives)
     exported = best is not None and export

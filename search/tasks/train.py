@@ -17,7 +17,7 @@ from compiler.ir.ops import load_op_modules
 from search.tasks.common import compile_options, export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
 from search.schema import check_run_config
-from search.training import OK, seed_everything, train, trainer_config
+from search.training import OK, distributed, seed_everything, train, trainer_config
 from search.training.specialise import compile_for_data
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,11 @@ EXIT_STATUS = {OK: 0, "diverged": 3, "oom": 4}   # 2 is taken by user mistakes (
 
 def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+
+
+def build_seeded(compiled: Any, seed: int) -> torch.nn.Module:
+    seed_everything(seed)  # the initial weights are part of a seeded run
+    return compiled.build()
 
 
 def train_task(cfg: DictConfig) -> int:
@@ -41,13 +46,17 @@ def train_task(cfg: DictConfig) -> int:
     load_op_modules(cfg.get("ops") or [])
     formats = export_formats(cfg)
     trainer = trainer_config(cfg.trainer)
+    # under torchrun with trainer.distributed=ddp this is one of several copies: rank 0 writes, the others train only
+    rank = distributed.launch_rank() if trainer.distributed == "ddp" else distributed.SINGLE
+    if not rank.writer:
+        logging.getLogger().setLevel(logging.WARNING)
     data = load_dataset(cfg.dataset)
     log.info("%s", data.describe())
     compiled = compile_for_data(cfg.arch, data, model_params(cfg), compile_options(cfg))
+    if not rank.writer:
+        result = train(build_seeded(compiled, trainer.seed), data, trainer)
+        return EXIT_STATUS.get(result.status, 1)
     out = compiled.write(output_dir(cfg))
-    seed_everything(trainer.seed)               # the initial weights are part of a seeded run
-    model = compiled.build()
-
     log_path = out / "train_log.jsonl"
     log_path.write_text("")
 
@@ -55,7 +64,11 @@ def train_task(cfg: DictConfig) -> int:
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    result = train(model, data, trainer, on_epoch=on_epoch)
+    if trainer.distributed == "ddp" and not distributed.launched():  # the trainer starts trainer.processes itself
+        result = distributed.train_in_processes(distributed.ModelSource.of(compiled), data, trainer, trainer.seed,
+                                                on_epoch=on_epoch)
+    else:
+        result = train(build_seeded(compiled, trainer.seed), data, trainer, on_epoch=on_epoch)
     metrics = {
         **{k: _jsonable(v) for k, v in result.metrics.items()},
         "arch": str(cfg.arch), "model": compiled.graph.name, "params": int(compiled.summary["params"]),

@@ -73,6 +73,7 @@ def _ranges(cfg: TrainerConfig) -> list[tuple[str, bool, str]]:
         ("log_every", cfg.log_every >= 1, ">= 1"),
         ("untimed_warmup", cfg.untimed_warmup >= 0, ">= 0 (0: none)"),
         ("aux_weight", cfg.aux_weight >= 0, ">= 0 (0 ignores auxiliary outputs)"),
+        ("processes", cfg.processes is None or cfg.processes >= 1, ">= 1 (or null: one per GPU)"),
     ]
 
 
@@ -83,6 +84,7 @@ def check_config(cfg: TrainerConfig) -> None:
     _one_of("init", cfg.init, INITS)
     _one_of("tta", cfg.tta, TTA)
     _one_of("loss_reduction", cfg.loss_reduction, ("mean", "sum"))
+    _one_of("distributed", cfg.distributed, ("none", "ddp"))
     if cfg.compile_mode is not None:
         _one_of("compile_mode", cfg.compile_mode, COMPILE_MODES)
     if not DEVICE.match(cfg.device):

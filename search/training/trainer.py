@@ -25,6 +25,7 @@ from search.data.augment import AugmentConfig
 from search.data.base import DataSplits
 from search.data.loader import DeviceLoader
 from search.training.averaging import Ema, Lookahead
+from search.training import distributed
 from search.training.checks import check_config, trainer_config
 from search.training.config import ConfigError, TrainerConfig
 from search.training.init import INITS
@@ -164,7 +165,15 @@ class Trainer:
         self.on_epoch = on_epoch
 
     def fit(self, model: nn.Module, data: DataSplits) -> TrainResult:
-        on_cpu = resolve_device(self.cfg.device).type == "cpu"
+        device = resolve_device(self.cfg.device)
+        on_cpu = device.type == "cpu"
+        if self.cfg.distributed == "ddp":  # one of several processes (torchrun's, or train_in_processes')
+            with distributed.process_group(device) as rank:
+                distributed.check_batch(self.cfg, rank.world)
+                threads = (resolve_cpu_threads(self.cfg.cpu_threads, model, data.input_shape,
+                                               self.cfg.batch_size // rank.world) if on_cpu else None)
+                with _GlobalFlags(self.cfg, threads):
+                    return _Run(self.cfg, model, data, self.on_epoch, rank).run()
         threads = (resolve_cpu_threads(self.cfg.cpu_threads, model, data.input_shape, self.cfg.batch_size)
                    if on_cpu else None)
         with _GlobalFlags(self.cfg, threads):
@@ -181,9 +190,13 @@ def train(model: nn.Module, data: DataSplits, config: TrainerConfig | Mapping[st
 class _Run:
     """One training run: set-up, the step loop, final evaluation. Keeps the loop's state in one place."""
 
-    def __init__(self, cfg: TrainerConfig, model: nn.Module, data: DataSplits, on_epoch: EpochHook | None) -> None:
-        self.cfg, self.data, self.on_epoch = cfg, data, on_epoch
+    def __init__(self, cfg: TrainerConfig, model: nn.Module, data: DataSplits, on_epoch: EpochHook | None,
+                 rank: distributed.Rank = distributed.SINGLE) -> None:
+        self.cfg, self.data, self.on_epoch, self.rank = cfg, data, on_epoch, rank
+        self.ddp = cfg.distributed == "ddp"
         self.device = resolve_device(cfg.device)
+        if self.ddp:
+            self.device = distributed.rank_device(self.device, rank)
         self.precision: Precision = resolve_precision(cfg.precision, self.device)
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
         self.model = model
@@ -200,7 +213,8 @@ class _Run:
         augment = (self.cfg.augment or AugmentConfig(**self.data.augment)) if train else None
         return DeviceLoader(split, batch_size, self.device, self.data.mean, self.data.std, augment=augment,
                             shuffle=train, drop_last=train, seed=self.cfg.seed, channels_last=self.channels_last,
-                            dtype=self.precision.input_dtype)
+                            dtype=self.precision.input_dtype,
+                            shard=(self.rank.rank, self.rank.world) if train else (0, 1))  # all ranks evaluate all
 
     def prepare_model(self) -> None:
         cfg, model = self.cfg, self.model
@@ -274,12 +288,15 @@ class _Run:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.grad_scaler)
         self.ema = Ema(self.model, cfg.ema) if cfg.ema.enabled else None
         self.lookahead = Lookahead(self.model, cfg.lookahead, self.total) if cfg.lookahead.enabled else None
-        self.forward = torch.compile(self.model, mode=cfg.compile_mode) if cfg.compile else self.model
+        trained = distributed.wrap(self.model, self.device, cfg) if self.ddp else self.model
+        self.forward = torch.compile(trained, mode=cfg.compile_mode) if cfg.compile else trained
         self.drop_paths = drop_path_layers(self.model) if cfg.drop_path else []
+        # DDP averages the ranks' gradients: the gradient of a sum over the global batch is world x their mean
+        self.loss_scale = self.rank.world if cfg.loss_reduction == "sum" else 1
 
     def run(self) -> TrainResult:
         cfg = self.cfg
-        show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+        show = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and self.rank.writer
         self.bar = tqdm(total=None, disable=not show, unit="step", dynamic_ncols=True, leave=False)
         metrics: dict[str, Any] = {}
         seed_everything(cfg.seed)   # dropout and any other global randomness; the data has its own generator
@@ -322,7 +339,7 @@ class _Run:
             with self.precision.context(self.device):
                 logits, loss = training_loss(self.forward(x), y, self.loss_fn, cfg.aux_weight)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss * self.loss_scale if self.loss_scale != 1 else loss).backward()
             if cfg.grad_clip is not None:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -347,6 +364,10 @@ class _Run:
                 break
         self.watch.stop()
         self.check(loss_total, epoch)
+        if self.rank.world > 1:  # the epoch's loss and accuracy over every rank's slice of the batches
+            loss_total, correct, total = distributed.all_sum(loss_total, correct, torch.tensor(seen))
+            seen = int(total.item())
+            distributed.average_buffers(model)  # every rank evaluates (and ends on) the same weights
         record = {"epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                   "train_loss": loss_total.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1),
                   "time_s": round(self.watch.total, 4),
@@ -359,12 +380,15 @@ class _Run:
                 if cfg.keep_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.eval_model().state_dict().items()}
         self.history.append(record)
-        log.info("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
-                 record["train_loss"], 100 * record["train_acc"],
-                 f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
+        say = log.info if self.rank.writer else log.debug  # under DDP, rank 0 alone reports
+        say("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
+            record["train_loss"], 100 * record["train_acc"],
+            f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
         return bool(self.on_epoch(record)) if self.on_epoch is not None else False
 
     def check(self, loss_total: torch.Tensor, epoch: int) -> None:
+        if self.rank.world > 1:  # every rank stops together when any one diverges (else the others would wait)
+            loss_total = distributed.all_sum(loss_total)[0]
         if not torch.isfinite(loss_total):
             raise Diverged(f"the training loss became {loss_total.item()} by step {self.step} (epoch {epoch + 1}): "
                            "lower trainer.optimizer.lr or set trainer.grad_clip")
@@ -421,6 +445,7 @@ class _Run:
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "precision": self.precision.name, "channels_last": self.channels_last, "compile": self.cfg.compile,
             "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            **({"distributed": "ddp", "processes": self.rank.world} if self.ddp else {}),
         }
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
