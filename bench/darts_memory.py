@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compiler.api import CompileOptions  # noqa: E402
-from compiler.backends.supernet import build_supernet  # noqa: E402
+from compiler.supernet import build_supernet  # noqa: E402
 from compiler.backends.runtime.measure import MemoryMeter, synchronize  # noqa: E402
 from compiler.space import load_space_file  # noqa: E402
 from search.darts.memory import MIB, estimate  # noqa: E402

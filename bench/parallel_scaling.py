@@ -62,7 +62,8 @@ def echo(genotype: Any, observed: Any) -> Any:
 
 def ray_round_trip(config: dict[str, Any], calls: int, budget: int) -> list[float]:
     from search.parallel import worker_lost
-    from search.ray_executor import RayConfig, RayExecutor
+    from search.ray_config import RayConfig
+    from search.ray_executor import RayExecutor
     from search.tasks.search import evaluation_context
 
     executor = RayExecutor(1, partial(evaluation_context, config), RayConfig(), lost=worker_lost)

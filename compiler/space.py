@@ -7,12 +7,12 @@ the passes and backends (``compiler.api``).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from compiler.api import CompileOptions, CompileResult, compile_graph, parse_module, read_source, to_graph
 from compiler.errors import ArchError
 from compiler.frontend import ast
-from compiler.frontend.sites import SiteKey, choice_nodes, space_decisions
+from compiler.frontend.sites import space_decisions
 from compiler.ir.graph import Graph
 from compiler.ir.space import Decision, Genotype, Space
 
@@ -35,29 +35,6 @@ class ArchCompiler:
             raise err.with_source(space.source) from None
 
 
-class _SiteTable(dict):
-    """(namespace, choice site id) -> decision.
-
-    Transitional (issue 12): it also answers ``(namespace, id(choice node))``, the key compiler/backends/supernet.py
-    still uses. When that asks ``space.decision_at(namespace, choice.site)``, load_space stores the plain dict and
-    this class goes. Object ids of AST nodes are never stored, so the table pickles."""
-
-    def __init__(self, table: Mapping[SiteKey, int], module: ast.Module) -> None:
-        super().__init__(table)
-        self.module = module
-
-    def __missing__(self, key: SiteKey) -> int:
-        namespace, node_id = key
-        if "_site_of_node" not in self.__dict__:
-            self._site_of_node = {id(c): c.site for c in choice_nodes(self.module)}
-        if node_id not in self._site_of_node:
-            raise KeyError(key)
-        return self[(namespace, self._site_of_node[node_id])]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_SiteTable, (dict(self), self.module))
-
-
 def load_space(text: str, filename: str = "<string>", *, options: CompileOptions | None = None,
                **params: Any) -> Space:
     """Parse a space and enumerate its decisions (no choice is taken yet)."""
@@ -68,7 +45,7 @@ def load_space(text: str, filename: str = "<string>", *, options: CompileOptions
     except ArchError as err:
         raise err.with_source(text) from None
     name = next(d.name for d in module.definitions if d.kind == "model")
-    return Space(decisions, name, _SiteTable(sites, module), module, text, dict(params), options, ArchCompiler())
+    return Space(decisions, name, dict(sites), module, text, dict(params), options, ArchCompiler())
 
 
 def load_space_file(path: str, **kwargs: Any) -> Space:

@@ -158,7 +158,8 @@ class SearchLoop:
 
     def _executor(self) -> Executor:
         if self.executor == "ray":  # also with one worker: it may run on a cluster's GPU node
-            from search.ray_executor import RayConfig, RayExecutor
+            from search.ray_config import RayConfig
+            from search.ray_executor import RayExecutor
             assert self.worker_context is not None
             return RayExecutor(self.workers, self.worker_context, self.ray or RayConfig(), lost=worker_lost)
         if self.workers == 1:

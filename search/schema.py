@@ -24,7 +24,7 @@ from compiler.config_values import (ConfigError, check_arguments, check_keys, ch
                                     load_target)
 from compiler.errors import ArchError
 from search.objectives import ObjectiveSet
-from search.ray_executor import RayConfig, check_ray_config
+from search.ray_config import RayConfig, check_ray_config
 from search.structured import plain, structured
 
 STRATEGY_SUPPLIED = ("space", "seed", "objectives")   # what the search task passes to the strategy itself

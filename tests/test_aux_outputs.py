@@ -12,7 +12,7 @@ from torch import nn
 
 from compiler import ArchError, compile_source, parse_graph
 from compiler.api import CompileOptions, load_source
-from compiler.backends.supernet import build_supernet
+from compiler.supernet import build_supernet
 from compiler.space import load_space, load_space_file
 from search.data.digits import load_digits_splits
 from search.data.loader import DeviceLoader

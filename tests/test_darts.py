@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from compiler.api import CompileOptions
-from compiler.backends.supernet import RelaxedDecision, build_supernet
+from compiler.supernet import RelaxedDecision, build_supernet
 from compiler.errors import Span
 from compiler.space import Decision, load_space, load_space_file
 from conftest import ROOT, run_cli

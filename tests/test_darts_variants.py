@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from compiler.api import CompileOptions
-from compiler.backends.supernet import build_supernet
+from compiler.supernet import build_supernet
 from compiler.errors import ArchError
 from compiler.space import load_space_file
 from conftest import ROOT

@@ -19,7 +19,8 @@ from search.data.augment import AugmentConfig
 from search.data.digits import load_digits_splits
 from search.data.loader import DeviceLoader
 from search.training import seed_everything, train, trainer_config
-from search.training.distributed import ModelSource, check_batch, run_ranks
+from search.training.distributed import check_batch
+from search.training.processes import ModelSource, run_ranks
 
 SMALL = """
 model small(num_classes = 10) {

@@ -22,7 +22,8 @@ from search.evaluators.table import TableEvaluator
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.parallel import Context
-from search.ray_executor import RayConfig, init_arguments, memory_bytes, require_ray
+from search.ray_config import RayConfig, memory_bytes, require_ray
+from search.ray_executor import init_arguments
 from search.schema import search_config
 from search.strategies.evolution import RegularizedEvolution
 from search.strategies.random_search import RandomSearch

@@ -11,7 +11,8 @@ from torch.nn import functional as F
 
 from compiler import ArchError, compile_source
 from compiler.api import CompileOptions
-from compiler.backends.supernet import NODE_COSTS, SupernetError, build_supernet
+from compiler.backends.supernet import NODE_COSTS
+from compiler.supernet import SupernetError, build_supernet
 from compiler.space import load_space, load_space_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from compiler.backends.supernet import Supernet
+from compiler.supernet import Supernet
 from compiler.errors import ArchError, Span
 from search.darts.config import DartsConfig
 from search.darts.cost import ExpectedCost

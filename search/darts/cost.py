@@ -15,7 +15,8 @@ from typing import Sequence
 
 import torch
 
-from compiler.backends.supernet import NODE_COSTS, ZERO_OP, NodeCost, Supernet
+from compiler.backends.supernet import NODE_COSTS, ZERO_OP, NodeCost
+from compiler.supernet import Supernet
 from compiler.ir.graph import Node
 from search.darts.config import CostConfig, DartsConfigError
 

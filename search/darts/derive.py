@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from compiler.backends.supernet import RelaxedDecision
+from compiler.supernet import RelaxedDecision
 
 
 def derive(relaxed: Sequence[RelaxedDecision], probabilities: Sequence[Sequence[float]],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from compiler.backends.summary import activation_memory_bytes
-from compiler.backends.supernet import Supernet
+from compiler.supernet import Supernet
 from search.darts.config import DartsConfigError
 
 MIB = 2 ** 20

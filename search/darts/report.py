@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from compiler.backends.supernet import Supernet
+from compiler.supernet import Supernet
 from search.journal import atomic_write_json
 
 

@@ -19,7 +19,7 @@ from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
 from search.evaluators.base import EvaluatorBase
 from search.schema import refusals_named
-from search.training import distributed, seed_everything, train, trainer_config
+from search.training import distributed, processes, seed_everything, train, trainer_config
 from search.training.checks import trainer_with_overrides
 from search.training.trainer import resolve_device
 
@@ -94,7 +94,7 @@ class TrainEvaluator(EvaluatorBase):
         seed = candidate_seed(self.seed, genotype)
         config = trainer_config(_merge(self.trainer, overrides, {"seed": seed}))
         if config.distributed == "ddp" and not distributed.launched():  # e.g. the final training on every GPU
-            result = distributed.train_in_processes(distributed.ModelSource.of(space.compile(genotype)), self.data,
+            result = processes.train_in_processes(processes.ModelSource.of(space.compile(genotype)), self.data,
                                                     config, seed, on_epoch=on_epoch)
             return result.model, result
         seed_everything(seed)  # before building: the initial weights come from the seeded generator too

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.backends.supernet import build_supernet
+from compiler.supernet import build_supernet
 from compiler.errors import ArchError, Span
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space

@@ -28,7 +28,7 @@ from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.parallel import Context, reported_metrics, visible_gpus
 from search.report import best_record, headline_metrics, write_report
-from search.ray_executor import require_ray
+from search.ray_config import require_ray
 from search.run_config import start_run
 from search.schema import build, check_run_config, objective_set, refusals_named, search_config
 from search.structured import plain

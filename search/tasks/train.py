@@ -17,7 +17,7 @@ from compiler.ir.ops import load_op_modules
 from search.tasks.common import compile_options, export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
 from search.schema import check_run_config
-from search.training import OK, distributed, seed_everything, train, trainer_config
+from search.training import OK, distributed, processes, seed_everything, train, trainer_config
 from search.training.specialise import compile_for_data
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def train_task(cfg: DictConfig) -> int:
             f.write(json.dumps(record) + "\n")
 
     if trainer.distributed == "ddp" and not distributed.launched():  # the trainer starts trainer.processes itself
-        result = distributed.train_in_processes(distributed.ModelSource.of(compiled), data, trainer, trainer.seed,
+        result = processes.train_in_processes(processes.ModelSource.of(compiled), data, trainer, trainer.seed,
                                                 on_epoch=on_epoch)
     else:
         result = train(build_seeded(compiled, trainer.seed), data, trainer, on_epoch=on_epoch)
