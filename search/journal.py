@@ -1,10 +1,11 @@
 """Run state on disk: an append-only journal of evaluations and atomically replaced JSON checkpoints.
 
 The journal (history.jsonl) gets one JSON line per finished evaluation (``Journal.add``: the one place that
-builds and writes a record), flushed and fsynced before the search moves on, so a kill at any moment loses at most
-the evaluation in flight. A last line cut short by a kill is dropped when the journal is read back; any other damage
-(a bad line before the last, a line that is not a record) stops the reader with ``history.jsonl:LINE:COL: error``
-and leaves the file as it is, so no record is ever lost.
+builds and writes a record, called by the search loop alone, for every strategy, DARTS too), flushed and fsynced
+before the search moves on, so a kill at any moment loses at most the evaluation in flight. A last line cut short by
+a kill is dropped when the journal is read back; any other damage (a bad line before the last, a line that is not a
+record) stops the reader with ``history.jsonl:LINE:COL: error`` and leaves the file as it is, so no record is ever
+lost.
 """
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ writes) are replayed, so no recorded evaluation is lost or repeated and the run 
 stopped. A candidate that fails (invalid shapes, an exception, NaN loss, out of memory) is journalled with its
 status and the search goes on.
 
+The loop is the one writer of history.jsonl, for every strategy: a one-shot strategy (DARTS) runs its search phase
+before the loop (``search/strategies/one_shot.py``) and its derived candidates are asked, evaluated and journalled
+here like any other.
+
 Parallel evaluation (``workers`` > 1, see ``search/parallel.py``; on Ray, ``search/ray_executor.py``): up to
 ``workers`` candidates are in flight and results are recorded in the order the candidates were proposed, so a run
 depends on its seed and worker count only, not on the executor.
@@ -195,7 +199,8 @@ class SearchLoop:
             while in_flight:
                 genotype, future = in_flight.popleft()  # in proposal order, whatever finishes first
                 outcome = self._result(genotype, future)
-                metrics = outcome.metrics
+                # with what the strategy itself measured of it (a one-shot strategy: its supernet's figures)
+                metrics = {**self.strategy.candidate_metrics(genotype), **outcome.metrics}
                 record = self.journal.add(len(records), genotype, self.space.describe(genotype), outcome.arch,
                                           metrics, outcome.seconds)
                 search.record(genotype, metrics)

@@ -1,7 +1,8 @@
 """The run config of the search and training tasks, checked at their entry before any work is done.
 
-* ``search``: ``SearchConfig`` below (DARTS: ``search/darts/config.py``); ``search.strategy``'s keys are the strategy
-  class's own keyword arguments (less the space, seed and objectives the loop passes), typed by its annotations.
+* ``search``: ``SearchConfig`` below; ``search.strategy``'s keys are the strategy class's own keyword arguments (less
+  the space, seed and objectives the loop passes), typed by its annotations. A one-shot strategy (DARTS) checks the
+  whole node itself (its ``configure``: ``search/darts/config.py``).
 * ``evaluator``, ``profile``, ``dataset``: the keys are the arguments of the ``_target_`` they name.
 * ``trainer``: ``search/training/config.py``; ``objective``: ``ObjectiveSet``'s fields; ``space``: ``arch``,
   ``params``; ``seed``.
@@ -25,6 +26,7 @@ from compiler.config_values import (ConfigError, check_arguments, check_keys, ch
 from compiler.errors import ArchError
 from search.objectives import ObjectiveSet
 from search.ray_config import RayConfig, check_ray_config
+from search.strategies.one_shot import OneShotStrategy
 from search.structured import plain, structured
 
 STRATEGY_SUPPLIED = ("space", "seed", "objectives")   # what the search task passes to the strategy itself
@@ -60,8 +62,25 @@ def check_target(node: Any, key: str, *, supplied: tuple[str, ...] = (),
     return target
 
 
+def one_shot_strategy(node: DictConfig | Mapping[str, Any] | None) -> type[OneShotStrategy] | None:
+    """The one-shot strategy class ``search.strategy._target_`` names (DARTS), or None: a sampling strategy."""
+    values = plain(node)
+    strategy = values.get("strategy") if isinstance(values, Mapping) else None
+    if not isinstance(strategy, Mapping) or "_target_" not in strategy:
+        return None
+    target = load_target(strategy["_target_"], "search.strategy._target_")
+    return target if isinstance(target, type) and issubclass(target, OneShotStrategy) else None
+
+
+def check_search(node: DictConfig | Mapping[str, Any] | None) -> Any:
+    """The ``search`` node, checked: by its one-shot strategy's own schema (``configure``), else as a sampling
+    search's (``search_config``)."""
+    one_shot = one_shot_strategy(node)
+    return one_shot.configure(node) if one_shot is not None else search_config(node)
+
+
 def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
-    """The ``search`` node of a sampling search (every strategy but DARTS), checked."""
+    """The ``search`` node of a sampling search (every strategy but a one-shot one), checked."""
     cfg = structured(SearchConfig, node, error=_error("search", "see conf/search/ for every strategy's keys"),
                      label="search")
     check_value(cfg.budget, int, "search.budget", minimum=1, hint="the number of distinct architectures to evaluate")
@@ -126,7 +145,7 @@ def check_run_config(cfg: DictConfig, *groups: str) -> None:
 
     check_seed(cfg.get("seed"), "seed")
     checks: dict[str, Callable[[Any], Any]] = {
-        "search": search_config, "objective": objective_set, "profile": check_profile, "space": check_space,
+        "search": check_search, "objective": objective_set, "profile": check_profile, "space": check_space,
         "evaluator": lambda node: check_target(node, "evaluator"), "dataset": check_dataset_config,
         "trainer": trainer_config,
     }

@@ -269,8 +269,8 @@ def test_cli_darts_search_writes_the_outputs_of_every_search(tmp_path: Path) -> 
                    f"out_dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "estimated training memory at batch 64" in proc.stdout and "epoch 3/3" in proc.stdout
-    for name in ["history.jsonl", "pareto.json", "report.md", "config.yaml", "supernet.py", "alphas.json",
-                 "alphas.png", "darts_state.pt", "best/arch.arch", "best/model.py", "best/summary.json",
+    for name in ["history.jsonl", "checkpoint.json", "pareto.json", "report.md", "config.yaml", "supernet.py",
+                 "alphas.json", "alphas.png", "darts_state.pt", "best/arch.arch", "best/model.py", "best/summary.json",
                  "best/weights.pt", "best/metrics.json"]:
         assert (out / name).is_file(), name
     metrics = json.loads((out / "best" / "metrics.json").read_text())
@@ -279,11 +279,16 @@ def test_cli_darts_search_writes_the_outputs_of_every_search(tmp_path: Path) -> 
     assert [e["epoch"] for e in alphas["epochs"]] == [1, 2, 3] and len(alphas["decisions"]) == 6
     for epoch in alphas["epochs"]:
         assert all(abs(sum(p) - 1) < 1e-6 for p in epoch["softmax"].values())  # float32 softmax
+    # the derived architecture: the loop's one record (evaluated by the evaluator, with the supernet's figures), and
+    # the final training of best/ (the search's part of summary.json holds both)
     record = json.loads((out / "history.jsonl").read_text())
-    assert record["metrics"]["accuracy"] == metrics["val_acc"] and record["metrics"]["test_acc"] == metrics["test_acc"]
+    assert record["status"] == "ok" and 0.1 < record["metrics"]["accuracy"] <= 1.0
+    assert "test_acc" not in record["metrics"]  # the search never looks at the test split; the final training does
+    assert record["metrics"]["supernet_val_acc"] == alphas["epochs"][-1]["val_acc"]
     assert "none" not in record["decisions"].values()  # `zero` is never derived
     summary = json.loads((out / "best" / "summary.json").read_text())
     assert summary["search"]["genotype"] == record["genotype"] and summary["params"] == record["metrics"]["params"]
+    assert summary["search"]["final"]["test_acc"] == metrics["test_acc"]
     report = (out / "report.md").read_text()
     assert "## DARTS" in report and "![alphas.png](alphas.png)" in report and "## Best architecture" in report
     check = subprocess.run([sys.executable, "-c", CHECK_EXPORT, str(out)], capture_output=True, text=True,

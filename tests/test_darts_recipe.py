@@ -64,8 +64,7 @@ def test_trainer_raises_the_drop_path_probability_linearly_over_the_epochs() -> 
 def test_darts_space_ops_carry_drop_path_and_the_derived_network_grows_with_derived_params(tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from search.tasks.darts import _derived_space
-    from search.tasks.search import build_space
+    from search.tasks.search import build_space, candidate_space
 
     class Data:
         data = load_digits_splits()
@@ -76,11 +75,11 @@ def test_darts_space_ops_carry_drop_path_and_the_derived_network_grows_with_deri
     genotype = [4] * len(space.decisions)     # sep_conv 3x3 on every edge
     small = space.compile(genotype)
     assert sum(n.op == "drop_path" for n in small.graph.nodes) == 14 * 3   # every edge's op, in every cell
-    bigger = _derived_space(cfg, Data(), space, {"channels": 8, "layers": 5})
+    bigger = candidate_space(cfg, Data(), space, {"channels": 8, "layers": 5})
     big = bigger.compile(genotype)
     assert big.summary["params"] > 2 * small.summary["params"]
     assert sum(n.op == "drop_path" for n in big.graph.nodes) == 14 * 5
-    assert _derived_space(cfg, Data(), space, {}) is space
+    assert candidate_space(cfg, Data(), space, {}) is space
 
 
 def test_the_benchmark_reads_a_derived_nb201_cell_as_the_tables_string() -> None:

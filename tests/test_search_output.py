@@ -99,12 +99,29 @@ def test_acc_params_changes_what_evolution_proposes(tmp_path, capsys):
 def test_darts_refuses_several_objectives(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from search.tasks.darts import darts_task
+    from search.tasks.search import search_task
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+search=darts", "objective=acc_params", f"out_dir={tmp_path}"])
     with pytest.raises(ArchError, match="DARTS descends one loss") as err:
-        darts_task(cfg)
+        search_task(cfg)
     assert str(err.value).startswith("objective: error:") and "search.cost.weight" in str(err.value)
+
+
+def test_a_failed_final_training_ends_the_search_with_status_1(tmp_path, capsys):
+    """As DARTS' derived network always did, every strategy's best one: a final training that fails is no success."""
+    from hydra import compose, initialize_config_dir
+
+    from search.tasks.search import search_task
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+search=random", "search.budget=1", "search.progress=false",
+                                           "evaluator.search_overrides.budget.epochs=1",
+                                           "evaluator.final_overrides.budget.epochs=1",
+                                           "+evaluator.final_overrides.optimizer.lr=1e12", f"out_dir={tmp_path}"])
+    assert search_task(cfg) == 1
+    out = capsys.readouterr().out
+    assert "the best architecture failed its final training: the training loss became nan" in out
+    assert json.loads((tmp_path / "best" / "metrics.json").read_text())["status"] != "ok"
+    assert not (tmp_path / "best" / "weights.pt").exists()
 
 
 def test_sweep_ends_with_a_summary_of_its_jobs(tmp_path):

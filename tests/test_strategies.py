@@ -1,4 +1,5 @@
 import importlib
+import inspect
 import json
 import pkgutil
 from pathlib import Path
@@ -7,21 +8,22 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+import search.darts
 import search.strategies
 from search import nb201
 from search.budget import BudgetedSearch, run_search
 from search.evaluators.table import TableEvaluator
 from search.objectives import ObjectiveSet, pareto_indices
 from compiler.ir.space import Space
-from search.schema import build as build_from_config
+from search.schema import build as build_from_config, one_shot_strategy
 from search.strategies.base import Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_CSV = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
-# the ask/tell strategies (darts is one-shot: a task of its own, tested in test_darts.py); the configs are the one
-# registry of strategies
+# the sampling strategies (darts is one-shot: its candidates come from a supernet, tested in test_darts*.py and
+# test_one_shot.py); the configs are the one registry of strategies
 CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "search").glob("*.yaml")
-                 if "strategy" in OmegaConf.load(p).search)
+                 if one_shot_strategy(OmegaConf.load(p).search) is None)
 SMALL = Space.from_sizes(4, 3, 5, 2, 4)  # 480 genotypes
 TARGET = (3, 0, 2, 1, 1)
 
@@ -168,13 +170,15 @@ def test_every_strategy_config_builds_its_strategy(name):
 
 def test_every_strategy_class_has_a_config():
     """The configs are the registry: a strategy class that no conf/search/*.yaml names cannot be chosen."""
-    for module in pkgutil.iter_modules(search.strategies.__path__):
-        importlib.import_module(f"search.strategies.{module.name}")
+    for package in (search.strategies, search.darts):  # the sampling and the one-shot strategies
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
     def subclasses(cls: type) -> set[type]:
         return {c for s in cls.__subclasses__() for c in (s, *subclasses(s))}
-    classes = {f"{c.__module__}.{c.__name__}" for c in subclasses(Strategy) if c.__module__.startswith("search.")}
-    targets = {OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy._target_ for name in CONFIGS}
-    assert classes == targets
+    classes = {f"{c.__module__}.{c.__name__}" for c in subclasses(Strategy)
+               if c.__module__.startswith("search.") and not inspect.isabstract(c)}
+    targets = {OmegaConf.load(path).search.strategy._target_ for path in (ROOT / "conf" / "search").glob("*.yaml")}
+    assert classes == targets and "search.darts.strategy.Darts" in targets
 
 
 def test_batch_ask_proposes_distinct_genotypes_for_guided_local():

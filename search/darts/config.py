@@ -79,6 +79,7 @@ RELAXATIONS = ("softmax", "dirichlet", "gumbel")
 @dataclass
 class DartsConfig:
     name: str = "darts"
+    strategy: dict[str, Any] = field(default_factory=dict)  # _target_: the strategy class (search.darts.strategy.Darts)
     epochs: int = 50                 # passes over the weights' half of the training split (as the paper)
     batch_size: int = 64
     arch_fraction: float = 0.5       # share of the training split held out for the architecture steps
@@ -97,7 +98,8 @@ class DartsConfig:
     partial_channels: int = 1        # K > 1: PC-DARTS, every relaxed edge computes its options on 1/K of its channels
     edge_norm: Optional[bool] = None  # PC-DARTS' edge normalisation (a softmax over each node's edges); null: on
     #                                   with partial_channels > 1
-    train_derived: bool = True       # train the derived network from scratch (false: stop after deriving it)
+    train_derived: bool = True       # evaluate and train the derived network (false: record it unevaluated, write
+    #                                  best/ untrained)
     derived_params: dict[str, Any] = field(default_factory=dict)  # model parameters of the derived network over
     #                                  space.params (its best/ files and training), e.g. {channels: 36, layers: 20}
     retrain: dict[str, Any] = field(default_factory=dict)  # trainer settings for the derived network's training

@@ -87,6 +87,18 @@ class EvaluatorBase:
         return None
 
 
+DERIVED_STATUS = "derived"
+
+
+class Unevaluated(EvaluatorBase):
+    """Records a candidate without evaluating it (status ``derived``: its record holds the cost every record gets
+    and what the strategy measured), and cannot train it: for a one-shot search asked only to derive (DARTS'
+    ``search.train_derived=false``), whose best/ then holds the network's files untrained."""
+
+    def __call__(self, genotype: Sequence[int], space: Any) -> Metrics:
+        return {"status": DERIVED_STATUS}
+
+
 @runtime_checkable
 class Measurement(Protocol):
     """A measurement of every compiled candidate (the ``profile`` group: ``search/profiling``'s ``Profiler``,

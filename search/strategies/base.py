@@ -10,7 +10,9 @@
 * ``state_dict()`` is JSON-serialisable and includes the RNG state, so that after ``load_state_dict`` the future
   asks are exactly those of an uninterrupted run.
 
-Subclasses implement ``_propose``, ``_observe`` and (for extra state) ``_state`` / ``_load_state``.
+Subclasses implement ``_propose``, ``_observe`` and (for extra state) ``_state`` / ``_load_state``. One-shot
+strategies (DARTS), whose candidates come from a search phase over a supernet, build on ``OneShotStrategy``
+(``one_shot.py``).
 """
 from __future__ import annotations
 
@@ -67,6 +69,15 @@ class Strategy(ABC):
         best = state.get("best")
         self.best = None if best is None else (tuple(best[0]), Fitness.from_json(best[1]))
         self._load_state(state)
+
+    def candidate_metrics(self, genotype: Sequence[int]) -> dict[str, Any]:
+        """What the strategy itself measured of a candidate it proposed, added to its record by the loop (a one-shot
+        strategy: its supernet's figures); {} for a strategy that samples."""
+        return {}
+
+    def report_notes(self) -> list[str]:
+        """Markdown lines the strategy adds to report.md (DARTS: its supernet, the weights it learnt, warnings)."""
+        return []
 
     @abstractmethod
     def _propose(self) -> Genotype:

@@ -1,10 +1,13 @@
 """`python -m compiler +search=NAME`: build the space, strategy and evaluator from the config, run the loop, then
-train and export the best architecture (best/) and write the report.
+train and export the best architecture (best/) and write the report. Every strategy runs here, DARTS too.
 
-The steps, in order: the config is checked (and every objective is a metric some part of the run reports); the
-loop evaluates the candidates (history.jsonl, checkpoint.json); the best record is chosen on the Pareto front; the
-evaluator trains it for deployment (``final``) into best/ with the exports asked for; ``write_report`` then only
-reads those results and writes pareto.json, report.md and the plots.
+The steps, in order: the config is checked (and every objective is a metric some part of the run reports); a
+one-shot strategy (DARTS) runs its search phase (a supernet, resumable from its own checkpoint) and derives its
+candidates; the loop evaluates the candidates (history.jsonl, checkpoint.json); the best record is chosen on the
+Pareto front; the evaluator trains it for deployment (``final``) into best/ with the exports asked for;
+``write_report`` then only reads those results (and the strategy's notes) and writes pareto.json, report.md and the
+plots. Exit status: 0; 1 when no candidate succeeded or the final training failed; 2 for a mistake in the config or
+the run directory; 3 / 4 when a one-shot search phase diverged / ran out of memory.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from compiler.api import CompileResult, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
-from search.evaluators.base import Evaluator, Measurement
+from search.evaluators.base import Evaluator, Measurement, Unevaluated
 from search.tasks.common import compile_options, export_formats, output_dir, write_exports
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
@@ -30,7 +33,9 @@ from search.parallel import Context, reported_metrics, visible_gpus
 from search.report import best_record, headline_metrics, write_report
 from search.ray_config import require_ray
 from search.run_config import start_run
-from search.schema import build, check_run_config, objective_set, refusals_named, search_config
+from search.schema import (SearchConfig, build, check_run_config, objective_set, one_shot_strategy,
+                           refusals_named, search_config)
+from search.strategies.one_shot import OneShotStrategy, SearchStopped
 from search.structured import plain
 from search.training.specialise import data_parameters, model_parameters
 
@@ -137,17 +142,19 @@ def export_trained(compiled: CompileResult, out: Path, formats: Sequence[str], w
     write_exports(compiled, model, out, list(formats), where, library_logs=library_logs)
 
 
-def search_task(cfg: DictConfig) -> int:
-    check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
-    settings = search_config(cfg.search)
-    if settings.executor == "ray":
-        require_ray()  # before anything is written
-    export = check_value(cfg.task.get("export_best", True), bool, "task.export_best")
-    formats = export_formats(cfg)  # checked before the search, not after it
-    out = output_dir(cfg)
-    start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
+def candidate_space(cfg: DictConfig, evaluator: Evaluator, space: Space, params: Mapping[str, Any]) -> Space:
+    """The space at the size a one-shot strategy's candidates are evaluated and exported at: ``params`` over
+    ``space.params`` (DARTS searches with 8 cells of 16 channels and trains the derived cell in 20 of 36). A space's
+    decisions are its choices as written, whatever the parameters, so the derived genotypes apply to it."""
+    if not params:
+        return space
+    return build_space(OmegaConf.merge(cfg, {"space": {"params": dict(params)}}), evaluator, validate=False)
+
+
+def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: ObjectiveSet, evaluator: Evaluator,
+                  measurements: Sequence[Measurement], out: Path) -> SearchLoop:
+    """The loop of a strategy that samples the space (``search.strategy`` with its own options)."""
     workers = int(cfg.search.workers)
-    objectives, evaluator, measurements = evaluation_parts(cfg)
     check_parallel(cfg, workers, evaluator, measurements)
     objectives.check_reported(reported_metrics(evaluator, measurements))  # not a search that nothing can score
     space = build_space(cfg, evaluator, validate=True)
@@ -162,23 +169,67 @@ def search_task(cfg: DictConfig) -> int:
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
           f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}; writing to {out}")
-    start = time.perf_counter()
     # workers receive the space, pickled, and build their evaluator from the config
     worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 or on_ray else None
-    loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
+    return SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
                       worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray)
+
+
+def one_shot_loop(cfg: DictConfig, kind: type[OneShotStrategy], objectives: ObjectiveSet, evaluator: Evaluator,
+                  measurements: Sequence[Measurement], out: Path) -> SearchLoop:
+    """The loop of a one-shot strategy (DARTS), after its search phase: its derived candidates, evaluated (or, when
+    it does not evaluate them, recorded as derived) at the size it gives them."""
+    settings = kind.configure(cfg.search)
+    space = build_space(cfg, evaluator, validate=not kind.checks_options)
+    strategy = kind(space=space, seed=int(cfg.seed), objectives=objectives, settings=settings)
+    strategy.adopt(evaluator)
+    if strategy.evaluates:
+        objectives.check_reported(reported_metrics(evaluator, measurements))
+    strategy.fit(evaluator.data, out)  # resumes from its own checkpoint in out
+    return SearchLoop(candidate_space(cfg, evaluator, space, strategy.candidate_params), strategy,
+                      evaluator if strategy.evaluates else Unevaluated(), objectives, strategy.budget, out,
+                      seed=int(cfg.seed), progress=bool(cfg.search.get("progress", True)), measurements=measurements)
+
+
+def search_task(cfg: DictConfig) -> int:
+    check_run_config(cfg, "search", "objective", "profile", "space", "evaluator")
+    one_shot = one_shot_strategy(cfg.search)  # DARTS; None: a sampling strategy
+    settings = search_config(cfg.search) if one_shot is None else None
+    if settings is not None and settings.executor == "ray":
+        require_ray()  # before anything is written
+    export = check_value(cfg.task.get("export_best", True), bool, "task.export_best")
+    formats = export_formats(cfg)  # checked before the search, not after it
+    out = output_dir(cfg)
+    start_run(out, cfg)  # a resume with another configuration stops here; records run.json and config.yaml
+    objectives, evaluator, measurements = evaluation_parts(cfg)
+    start = time.perf_counter()
+    try:
+        loop = (sampling_loop(cfg, settings, objectives, evaluator, measurements, out) if settings is not None
+                else one_shot_loop(cfg, one_shot, objectives, evaluator, measurements, out))
+    except SearchStopped as stop:  # a one-shot search phase that cannot go on (diverged: 3, out of memory: 4)
+        print(stop)
+        return stop.status
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
-    best = best_record(records, objectives)
+    space, strategy = loop.space, loop.strategy
+    evaluated = not isinstance(strategy, OneShotStrategy) or strategy.evaluates
+    # not evaluated: the one-shot strategy's own (last) candidate is the answer
+    best = best_record(records, objectives) if evaluated else (records[-1] if records else None)
     exported = best is not None and export
     # the one step after the search that trains: the best architecture, for deployment
-    final = export_best(best, space, evaluator, out / "best", formats, bool(cfg.get("debug"))) if exported else None
+    final = export_best(best, space, loop.evaluator, out / "best", formats, bool(cfg.get("debug"))) if exported \
+        else None
     summary = write_report(records, space, objectives, out, final=final, best_exported=exported,
-                           export_formats=formats)
+                           notes=strategy.report_notes(), export_formats=formats)
     elapsed = time.perf_counter() - start
     if best is None:
         print(f"no candidate succeeded in {len(records)} evaluations; see {out / 'history.jsonl'}")
         return 1
+    if not evaluated:
+        where = f"{out / 'best'} holds its files" if exported else f"{out / 'history.jsonl'} records it"
+        print(f"derived architecture not evaluated or trained, as configured: {where}; report: {out / 'report.md'} "
+              f"({elapsed:.1f} s)")
+        return 0
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"  # objective order, then params
                         for k, v in headline_metrics(best["metrics"], objectives) if k in objectives.names + ["params"])
     final = summary["final"]
@@ -187,7 +238,11 @@ def search_task(cfg: DictConfig) -> int:
     if final:
         print("final training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in final.items() if isinstance(v, (int, float))))
-    exported = f"; best: {out / 'best'}" if export else ""
-    print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}{exported} "
+    exported_to = f"; best: {out / 'best'}" if export else ""
+    print(f"pareto front: {len(summary['front'])} architecture(s); report: {out / 'report.md'}{exported_to} "
           f"({elapsed:.1f} s)")
+    if final and final.get("status", "ok") != "ok":
+        print(f"the best architecture failed its final training: {final.get('message')}; "
+              f"see {out / 'best' / 'metrics.json'}")
+        return 1
     return 0
