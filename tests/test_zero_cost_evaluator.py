@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -221,3 +222,25 @@ def test_an_unknown_proxy_on_the_command_line_is_a_located_error(tmp_path: Path)
     assert result.returncode == 2
     assert "evaluator.proxies: error: unknown proxy 'synflw'; did you mean 'synflow'?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_parallel_worker_reads_the_reference_pool_the_main_process_prepared(tmp_path: Path, monkeypatch) -> None:
+    from functools import partial
+
+    from hydra import compose, initialize_config_dir
+
+    from search.tasks.search import build_space, evaluation_context, evaluation_parts, worker_config
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+search=random", "objective=zero_cost", "evaluator.reference=6"])
+    _, main, _ = evaluation_parts(cfg)
+    space = build_space(cfg, main)
+    main.prepare(space, tmp_path)   # as the search task does before the loop starts the workers
+    genotype = space.random_genotype(np.random.default_rng(1))
+    wanted = main(genotype, space)["zero_cost"]
+    calls = []
+    original = ProxyScorer.__call__
+    monkeypatch.setattr(ProxyScorer, "__call__", lambda self, g, s: calls.append(g) or original(self, g, s))
+    worker = partial(evaluation_context, worker_config(cfg), space=space, run_dir=tmp_path)()   # what a worker runs
+    assert worker.evaluator is not main and calls == []
+    assert worker.evaluator(genotype, space)["zero_cost"] == wanted and calls == [genotype]
