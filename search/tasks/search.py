@@ -2,7 +2,8 @@
 train and export the best architecture (best/) and write the report.
 
 The steps, in order: the config is checked (and every objective is a metric some part of the run reports); the
-loop evaluates the candidates (history.jsonl, checkpoint.json); the best record is chosen on the Pareto front; the
+loop evaluates the candidates (history.jsonl, checkpoint.json), after seeding the strategy with a proxy-ranked pool
+when ``search.warmup.pool`` is set (warmup.json/.jsonl); the best record is chosen on the Pareto front; the
 evaluator trains it for deployment (``final``) into best/ with the exports asked for; ``write_report`` then only
 reads those results and writes pareto.json, report.md and the plots.
 """
@@ -22,6 +23,7 @@ from compiler.api import CompileResult, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
+from search.data import load_dataset
 from search.evaluators.base import Evaluator, Measurement
 from search.tasks.common import compile_options, export_formats, output_dir, write_exports
 from search.loop import SearchLoop
@@ -30,9 +32,10 @@ from search.parallel import Context, reported_metrics, visible_gpus
 from search.report import best_record, headline_metrics, write_report
 from search.ray_config import require_ray
 from search.run_config import start_run
-from search.schema import build, check_run_config, objective_set, refusals_named, search_config
+from search.schema import WarmupConfig, build, check_run_config, objective_set, refusals_named, search_config
 from search.structured import plain
 from search.training.specialise import data_parameters, model_parameters
+from search.warmup import Warmup
 
 log = logging.getLogger("search")
 
@@ -72,15 +75,29 @@ def evaluation_parts(cfg: DictConfig) -> tuple[ObjectiveSet, Evaluator, list[Mea
     return objectives, evaluator, measurements
 
 
-def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None
-                       ) -> Context:
+def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None,
+                       run_dir: Path | None = None) -> Context:
     """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
     resolved copy of the config (``worker_config``), by every parallel worker, the same way. A worker receives the
-    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here)."""
+    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here) and its run
+    directory, where the evaluator reads back what the main process prepared (``Evaluator.prepare``)."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     objectives, evaluator, measurements = evaluation_parts(cfg)
     space = space if space is not None else build_space(cfg, evaluator, validate=validate)
+    if run_dir is not None:
+        evaluator.prepare(space, run_dir)
     return Context(space, evaluator, objectives, measurements)
+
+
+def build_warmup(cfg: DictConfig, config: WarmupConfig, evaluator: Evaluator, space: Space) -> Warmup | None:
+    """``search.warmup``, checked against the space: None when ``pool`` is 0. The proxies score the evaluator's
+    data set when it has one (the space is specialised to it), else the ``dataset`` group's."""
+    if config.pool == 0:
+        return None
+    data = evaluator.data
+    warmup = Warmup.of(config, lambda: data if data is not None else load_dataset(cfg.dataset), int(cfg.seed))
+    warmup.check_space(space)
+    return warmup
 
 
 def worker_config(cfg: DictConfig) -> dict[str, Any]:
@@ -151,6 +168,7 @@ def search_task(cfg: DictConfig) -> int:
     check_parallel(cfg, workers, evaluator, measurements)
     objectives.check_reported(reported_metrics(evaluator, measurements))  # not a search that nothing can score
     space = build_space(cfg, evaluator, validate=True)
+    warmup = build_warmup(cfg, settings.warmup, evaluator, space)
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
@@ -161,13 +179,17 @@ def search_task(cfg: DictConfig) -> int:
     on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
-          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}; writing to {out}")
+          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}"
+          f"{f', warm start: the best of {warmup.pool} by {warmup.proxy}' if warmup else ''}; writing to {out}")
     start = time.perf_counter()
+    evaluator.prepare(space, out)   # e.g. the zero-cost evaluator's reference pool, scored once per run
     # workers receive the space, pickled, and build their evaluator from the config
-    worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 or on_ray else None
+    worker_context = (partial(evaluation_context, worker_config(cfg), space=space, run_dir=out)
+                      if workers > 1 or on_ray else None)
     loop = SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray)
+                      worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray,
+                      warmup=warmup)
     records = loop.run()  # a run directory it cannot continue is an ArchError (exit 2)
     best = best_record(records, objectives)
     exported = best is not None and export
