@@ -10,6 +10,9 @@ The loop is the one writer of history.jsonl, for every strategy: a one-shot stra
 before the loop (``search/strategies/one_shot.py``) and its derived candidates are asked, evaluated and journalled
 here like any other.
 
+Warm start (``warmup``): before the first ask the strategy is seeded with a pool ranked by a zero-cost proxy; the pool's
+scores are kept in the run directory, so a resumed run seeds it identically without scoring again.
+
 Parallel evaluation (``workers`` > 1, see ``search/parallel.py``; on Ray, ``search/ray_executor.py``): up to
 ``workers`` candidates are in flight and results are recorded in the order the candidates were proposed, so a run
 depends on its seed and worker count only, not on the executor.
@@ -36,6 +39,7 @@ from search.parallel import (Context, InlineExecutor, Outcome, evaluate_candidat
 from search.run_config import config_changes
 from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
+from search.warmup import Warmup
 
 log = logging.getLogger("search")
 
@@ -86,6 +90,7 @@ class SearchLoop:
     devices: Sequence[str] = ()         # GPUs to spread the workers over (CUDA_VISIBLE_DEVICES entries)
     executor: str = "local"             # local: this machine's processes; ray: Ray actors (search/ray_executor.py)
     ray: Any = None                     # executor=ray: its RayConfig (address, resources per worker)
+    warmup: Warmup | None = None        # search.warmup: a proxy-ranked pool seeds the strategy (search/warmup.py)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -180,6 +185,8 @@ class SearchLoop:
 
     def run(self) -> list[dict[str, Any]]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.warmup is not None:  # before the state is restored (it then holds the seeds still unused)
+            self.strategy.seed_with(self.warmup.ranked(self.space, self.out_dir))
         search = BudgetedSearch(self.strategy, self.budget, seed=self.seed, max_repeats=self.max_repeats)
         records, restored = self._restore(search)
         bar = None

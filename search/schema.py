@@ -1,8 +1,8 @@
 """The run config of the search and training tasks, checked at their entry before any work is done.
 
-* ``search``: ``SearchConfig`` below; ``search.strategy``'s keys are the strategy class's own keyword arguments (less
-  the space, seed and objectives the loop passes), typed by its annotations. A one-shot strategy (DARTS) checks the
-  whole node itself (its ``configure``: ``search/darts/config.py``).
+* ``search``: ``SearchConfig`` below, with ``search.warmup`` (``WarmupConfig``); ``search.strategy``'s keys are the
+  strategy class's own keyword arguments (less the space, seed and objectives the loop passes), typed by its
+  annotations. A one-shot strategy (DARTS) checks the whole node itself (its ``configure``: ``search/darts/config.py``).
 * ``evaluator``, ``profile``, ``dataset``: the keys are the arguments of the ``_target_`` they name.
 * ``trainer``: ``search/training/config.py``; ``objective``: ``ObjectiveSet``'s fields; ``space``: ``arch``,
   ``params``; ``seed``.
@@ -13,9 +13,10 @@ Every mistake is a ``ConfigError`` naming the key (``search.budgett: error: unkn
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -25,12 +26,48 @@ from compiler.config_values import (ConfigError, check_arguments, check_keys, ch
                                     load_target)
 from compiler.errors import ArchError
 from search.objectives import ObjectiveSet
+from search.proxies import PROXIES
 from search.ray_config import RayConfig, check_ray_config
 from search.strategies.one_shot import OneShotStrategy
 from search.structured import plain, structured
 
 STRATEGY_SUPPLIED = ("space", "seed", "objectives")   # what the search task passes to the strategy itself
 EXECUTORS = ("local", "ray")   # search.executor: search/parallel.py's process pool, search/ray_executor.py's actors
+
+
+def check_proxy_names(names: Sequence[str], key: str, extra: Sequence[str] = ()) -> list[str]:
+    """``names`` as zero-cost proxies (search/proxies; or ``extra`` words such as ``ensemble``), without repeats;
+    else a ConfigError at ``key`` naming the closest known one."""
+    known = [*PROXIES, *extra]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(key, f"unknown proxy '{name}'{guess}", hint="the proxies: " + ", ".join(known))
+    if len(set(names)) != len(names):
+        raise ConfigError(key, f"a proxy is named twice in {list(names)}")
+    return list(names)
+
+
+WARMUP_ENSEMBLE = "ensemble"   # search.warmup.proxy: the shipped rank ensemble
+
+
+@dataclass
+class WarmupConfig:
+    """``search.warmup`` (search/warmup.py): seed the strategy with the best of ``pool`` candidates by ``proxy``."""
+
+    proxy: str = WARMUP_ENSEMBLE   # a proxy name, or `ensemble` (the shipped rank ensemble)
+    pool: int = 0                  # candidates scored before the search, not counted in the budget (0: off)
+    batch_size: int = 32           # images in the proxies' minibatch
+    device: str = "cpu"            # where the proxies run: cpu | cuda | cuda:N | auto
+
+
+def check_warmup(config: WarmupConfig) -> None:
+    check_proxy_names([config.proxy], "search.warmup.proxy", extra=(WARMUP_ENSEMBLE,))
+    check_value(config.pool, int, "search.warmup.pool", minimum=0,
+                hint="the number of candidates scored by the proxy before the search; 0 turns the warm start off")
+    check_value(config.batch_size, int, "search.warmup.batch_size", minimum=2,
+                hint="naswot, jacob_cov and zico compare the images of one minibatch")
 
 
 @dataclass
@@ -41,6 +78,7 @@ class SearchConfig:
     executor: str = "local"       # where they run: local (a process pool on this machine) | ray (Ray actors)
     ray: RayConfig = field(default_factory=RayConfig)   # executor=ray: cluster address and each worker's resources
     progress: bool = True         # the progress bar
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)   # proxy-ranked candidates seed the strategy
     strategy: dict[str, Any] = field(default_factory=dict)   # _target_ and the strategy's own options
 
 
@@ -89,6 +127,7 @@ def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
         raise ConfigError("search.executor", f"unknown executor {cfg.executor!r}", hint=" or ".join(EXECUTORS))
     if cfg.executor == "ray":
         check_ray_config(cfg.ray)
+    check_warmup(cfg.warmup)
     if "_target_" not in cfg.strategy:
         raise ConfigError("search.strategy._target_", "no strategy given", hint="pick one with +search=NAME")
     check_target(cfg.strategy, "search.strategy", supplied=STRATEGY_SUPPLIED)

@@ -49,6 +49,13 @@ class Evaluator(Protocol):
         """The metrics of one candidate (``space.compile(genotype)`` is the network)."""
         ...
 
+    def prepare(self, space: Any, run_dir: Path | None) -> None:
+        """Get ready to score candidates of ``space`` in the run whose directory is ``run_dir`` (None: no files),
+        before the first candidate: e.g. score a reference pool and keep it there. Called by the search task on
+        every start or resume, and by each parallel worker (after the main process), so it must read back what an
+        earlier call wrote rather than compute it anew."""
+        ...
+
     def observe(self, metrics: Metrics) -> None:
         """Learn from one recorded result (also the ones replayed when a run resumes)."""
         ...
@@ -64,7 +71,8 @@ class Evaluator(Protocol):
 
 
 class EvaluatorBase:
-    """The defaults of every optional part of ``Evaluator``: no data, no timing, learns nothing, cannot train."""
+    """The defaults of every optional part of ``Evaluator``: no data, nothing to prepare, no timing, learns nothing,
+    cannot train."""
 
     metric_names: tuple[str, ...] = ()
     measures_time: bool = False
@@ -76,6 +84,9 @@ class EvaluatorBase:
 
     def __call__(self, genotype: Sequence[int], space: Any) -> Metrics:
         raise NotImplementedError
+
+    def prepare(self, space: Any, run_dir: Path | None) -> None:
+        return None
 
     def observe(self, metrics: Metrics) -> None:
         return None

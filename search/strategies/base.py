@@ -10,8 +10,15 @@
 * ``state_dict()`` is JSON-serialisable and includes the RNG state, so that after ``load_state_dict`` the future
   asks are exactly those of an uninterrupted run.
 
-Subclasses implement ``_propose``, ``_observe`` and (for extra state) ``_state`` / ``_load_state``. One-shot
-strategies (DARTS), whose candidates come from a search phase over a supernet, build on ``OneShotStrategy``
+Subclasses implement ``_propose``, ``_observe`` and (for extra state) ``_state`` / ``_load_state``.
+
+Warm start (``search.warmup``, ``search/warmup.py``): before the first ask, the loop may call ``seed_with(ranked)``
+with candidates ranked best first by a zero-cost proxy. By default they take the place of the strategy's random
+draws (``_draw``), best first, until they run out: random search becomes "best by proxy first", evolution's and
+NSGA-II's initial populations and local search's starts are the proxy's best. A strategy without random draws
+overrides ``seed_with`` (REINFORCE learns the pool's ranking first). The seeds not yet used are part of the state.
+
+One-shot strategies (DARTS), whose candidates come from a search phase over a supernet, build on ``OneShotStrategy``
 (``one_shot.py``).
 """
 from __future__ import annotations
@@ -33,6 +40,17 @@ class Strategy(ABC):
         self.objectives = ObjectiveSet.coerce(objectives)
         self.rng = np.random.default_rng(seed)
         self.best: tuple[Genotype, Fitness] | None = None  # best result told so far
+        self.seeds: list[Genotype] = []  # warm start: candidates ranked best first, used in place of random draws
+
+    def seed_with(self, ranked: Sequence[Sequence[int]]) -> None:
+        """Warm start with ``ranked`` (best first by a cheap proxy), before any ask; see the module docstring."""
+        self.seeds = [self.space.check_genotype(g) for g in ranked]
+
+    def _draw(self) -> Genotype:
+        """A genotype where the strategy would draw one at random: the next warm-start seed while any are left."""
+        if self.seeds:
+            return self.seeds.pop(0)
+        return self.space.random_genotype(self.rng)
 
     @overload
     def ask(self) -> Genotype: ...
@@ -56,7 +74,7 @@ class Strategy(ABC):
         return {"strategy": type(self).__name__, "space": self.space.signature(),
                 "rng": self.rng.bit_generator.state,
                 "best": None if self.best is None else [list(self.best[0]), self.best[1].to_json()],
-                **self._state()}
+                "seeds": [list(g) for g in self.seeds], **self._state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("strategy") != type(self).__name__:
@@ -68,6 +86,7 @@ class Strategy(ABC):
         self.rng.bit_generator.state = state["rng"]
         best = state.get("best")
         self.best = None if best is None else (tuple(best[0]), Fitness.from_json(best[1]))
+        self.seeds = [tuple(int(v) for v in g) for g in state.get("seeds", [])]
         self._load_state(state)
 
     def candidate_metrics(self, genotype: Sequence[int]) -> dict[str, Any]:

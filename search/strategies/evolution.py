@@ -28,7 +28,7 @@ class RegularizedEvolution(Strategy):
 
     def _propose(self) -> Genotype:
         if len(self.population) < self.population_size:
-            return self.space.random_genotype(self.rng)
+            return self._draw()
         picks = self.rng.integers(len(self.population), size=self.sample_size)
         keys = self.objectives.rank_keys([fitness for _, fitness in self.population])
         parent = max((int(i) for i in picks), key=keys.__getitem__)

@@ -9,6 +9,8 @@ sample. ``order`` says in which order the neighbours are tried:
   the fitness). The model only reorders the neighbourhood, so the search still tries every neighbour before it
   declares a local optimum; it just reaches the improving ones sooner.
 
+Warm-started (``search.warmup``), the random samples are the proxy's best, in order (``Strategy._draw``).
+
 Results already known (told earlier, also by other means) are used at once and cost nothing. With several ranked
 objectives "better" means Pareto-dominates (``ObjectiveSet.better``): the search moves to a neighbour that dominates
 the current genotype, and starts from the best-ranked sample (front, then crowding).
@@ -57,7 +59,7 @@ class LocalSearch(Strategy):
             if candidate not in self.known:
                 return candidate
             self._consider(candidate, self.known[candidate])
-        return self.space.random_genotype(self.rng)
+        return self._draw()
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         self.known[genotype] = fitness
@@ -125,7 +127,7 @@ class GuidedLocalSearch(Strategy):
     def _propose(self) -> Genotype:
         genotype = self._candidate() if len(self.known) >= self.init_samples else None
         if genotype is None:
-            genotype = self.space.random_genotype(self.rng)
+            genotype = self._draw()
         self.pending.add(genotype)
         return genotype
 

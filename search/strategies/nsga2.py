@@ -67,7 +67,7 @@ class NSGA2(Strategy):
 
     def _propose(self) -> Genotype:
         if len(self.population) < self.population_size:
-            return self.space.random_genotype(self.rng)
+            return self._draw()
         first, second = self._tournament(), self._tournament()
         child = first.genotype
         if self.rng.random() < self.crossover:

@@ -6,6 +6,8 @@ Several ranked objectives make a multi-objective study (every objective signed a
 Resume: the state is the list of results in the order they were told. ``load_state_dict`` rebuilds an in-memory
 study from it, and every ask draws a fresh sampler seed from the strategy's numpy Generator, so the proposals after
 a resume are those of an uninterrupted run (results asked but not yet told when the state was saved are dropped).
+
+Warm start: the seeds (best by proxy first) are enqueued in place of the first ``n_startup_trials`` random trials.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class OptunaTPE(Strategy):
         self.distributions = {name: CategoricalDistribution(list(range(len(d.options))))
                               for name, d in zip(self.names, space.decisions)}
         self.told: list[list] = []                  # [genotype, value(s), violation] in telling order
+        self.asked = 0                              # proposals made (warm-start seeds replace the start-up ones)
         self.pending: dict[Genotype, list[optuna.trial.Trial]] = {}
         self.study = self._study()  # its sampler is replaced at every ask
 
@@ -56,6 +59,9 @@ class OptunaTPE(Strategy):
 
     def _propose(self) -> Genotype:
         self.study.sampler = self._sampler()
+        if self.seeds and self.asked < self.n_startup_trials:   # a warm-start seed instead of a random start-up trial
+            self.study.enqueue_trial({name: int(v) for name, v in zip(self.names, self.seeds.pop(0))})
+        self.asked += 1
         trial = self.study.ask(self.distributions)
         genotype = tuple(int(trial.params[name]) for name in self.names)
         self.pending.setdefault(genotype, []).append(trial)
@@ -88,10 +94,11 @@ class OptunaTPE(Strategy):
                             user_attrs={VIOLATION: violation})
 
     def _state(self) -> dict[str, Any]:
-        return {"told": self.told}
+        return {"told": self.told, "asked": self.asked}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self.told = [list(t) for t in state["told"]]
+        self.asked = int(state.get("asked", len(self.told)))
         self.pending = {}
         self.study = self._study()
         for genotype, value, violation in self.told:

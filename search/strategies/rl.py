@@ -9,6 +9,9 @@ objectives "beats" means Pareto-dominates), so one learning rate fits any metric
 the gradient. Sampling skips subtrees of
 decisions whose genotypes have all been evaluated, so the controller never proposes a known architecture.
 
+Warm start (``seed_with``): the controller is first trained on a proxy's ranking of a pool of candidates, as if
+their ranks were rewards, so its first proposals already lean towards what the proxy ranks high.
+
 Sampling uses the strategy's numpy Generator; torch is only used for the network, whose weights and optimizer
 state go into ``state_dict`` (as JSON lists: float32 values survive a float64 round trip exactly).
 """
@@ -131,6 +134,25 @@ class Reinforce(Strategy):
         loss.backward()
         self.optimizer.step()
         self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
+
+    def seed_with(self, ranked: Sequence[Sequence[int]]) -> None:
+        """Warm start: the controller first learns the proxy's ranking of the pool, one policy-gradient step per
+        member with its rank in the pool as the reward (best 1, worst 0) against their mean (1/2), taken from both
+        ends of the ranking in turn (best, worst, second best, ...) so that neither end comes last; the baseline
+        starts at that mean. The pool is not a result: it adds nothing to the rewards' ranking."""
+        genotypes = [self.space.check_genotype(g) for g in ranked]
+        n = len(genotypes)
+        if n < 2:
+            return
+        turns = [i for pair in zip(range(n), reversed(range(n))) for i in pair][:n]   # 0, n-1, 1, n-2, ...
+        for i in turns:
+            reward = 1 - i / (n - 1)
+            _, log_p, entropy = self.controller.steps(lambda step, *_: genotypes[i][step])
+            loss = -(reward - 0.5) * log_p - self.entropy_weight * entropy
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        self.baseline = 0.5
 
     def _state(self) -> dict[str, Any]:
         return {"controller": _tensors_to_json(self.controller.state_dict()),

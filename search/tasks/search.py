@@ -6,8 +6,9 @@ one-shot strategy (DARTS) runs its search phase (a supernet, resumable from its 
 candidates; the loop evaluates the candidates (history.jsonl, checkpoint.json); the best record is chosen on the
 Pareto front; the evaluator trains it for deployment (``final``) into best/ with the exports asked for;
 ``write_report`` then only reads those results (and the strategy's notes) and writes pareto.json, report.md and the
-plots. Exit status: 0; 1 when no candidate succeeded or the final training failed; 2 for a mistake in the config or
-the run directory; 3 / 4 when a one-shot search phase diverged / ran out of memory.
+plots. A sampling strategy may first be seeded with a proxy-ranked pool (``search.warmup.pool``:
+warmup.json/.jsonl). Exit status: 0; 1 when no candidate succeeded or the final training failed; 2 for a mistake
+in the config or the run directory; 3 / 4 when a one-shot search phase diverged / ran out of memory.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from compiler.api import CompileResult, read_source
 from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.space import Space, load_space_file
+from search.data import load_dataset
 from search.evaluators.base import Evaluator, Measurement, Unevaluated
 from search.tasks.common import compile_options, export_formats, output_dir, write_exports
 from search.loop import SearchLoop
@@ -33,11 +35,12 @@ from search.parallel import Context, reported_metrics, visible_gpus
 from search.report import best_record, headline_metrics, write_report
 from search.ray_config import require_ray
 from search.run_config import start_run
-from search.schema import (SearchConfig, build, check_run_config, objective_set, one_shot_strategy,
+from search.schema import (SearchConfig, WarmupConfig, build, check_run_config, objective_set, one_shot_strategy,
                            refusals_named, search_config)
 from search.strategies.one_shot import OneShotStrategy, SearchStopped
 from search.structured import plain
 from search.training.specialise import data_parameters, model_parameters
+from search.warmup import Warmup
 
 log = logging.getLogger("search")
 
@@ -77,15 +80,29 @@ def evaluation_parts(cfg: DictConfig) -> tuple[ObjectiveSet, Evaluator, list[Mea
     return objectives, evaluator, measurements
 
 
-def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None
-                       ) -> Context:
+def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False, space: Space | None = None,
+                       run_dir: Path | None = None) -> Context:
     """Space, evaluator, objectives and measurements, built from the config: by the main process and, from a
     resolved copy of the config (``worker_config``), by every parallel worker, the same way. A worker receives the
-    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here)."""
+    main process's ``space`` (pickled; its ops are looked up once the op modules are imported here) and its run
+    directory, where the evaluator reads back what the main process prepared (``Evaluator.prepare``)."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     objectives, evaluator, measurements = evaluation_parts(cfg)
     space = space if space is not None else build_space(cfg, evaluator, validate=validate)
+    if run_dir is not None:
+        evaluator.prepare(space, run_dir)
     return Context(space, evaluator, objectives, measurements)
+
+
+def build_warmup(cfg: DictConfig, config: WarmupConfig, evaluator: Evaluator, space: Space) -> Warmup | None:
+    """``search.warmup``, checked against the space: None when ``pool`` is 0. The proxies score the evaluator's
+    data set when it has one (the space is specialised to it), else the ``dataset`` group's."""
+    if config.pool == 0:
+        return None
+    data = evaluator.data
+    warmup = Warmup.of(config, lambda: data if data is not None else load_dataset(cfg.dataset), int(cfg.seed))
+    warmup.check_space(space)
+    return warmup
 
 
 def worker_config(cfg: DictConfig) -> dict[str, Any]:
@@ -158,6 +175,7 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
     check_parallel(cfg, workers, evaluator, measurements)
     objectives.check_reported(reported_metrics(evaluator, measurements))  # not a search that nothing can score
     space = build_space(cfg, evaluator, validate=True)
+    warmup = build_warmup(cfg, settings.warmup, evaluator, space)
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
@@ -168,12 +186,16 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
     on_gpus = f" on GPUs {','.join(gpus)}" if gpus else ""
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
-          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}; writing to {out}")
+          f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}"
+          f"{f', warm start: the best of {warmup.pool} by {warmup.proxy}' if warmup else ''}; writing to {out}")
+    evaluator.prepare(space, out)   # e.g. the zero-cost evaluator's reference pool, scored once per run
     # workers receive the space, pickled, and build their evaluator from the config
-    worker_context = partial(evaluation_context, worker_config(cfg), space=space) if workers > 1 or on_ray else None
+    worker_context = (partial(evaluation_context, worker_config(cfg), space=space, run_dir=out)
+                      if workers > 1 or on_ray else None)
     return SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
-                      worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray)
+                      worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray,
+                      warmup=warmup)
 
 
 def one_shot_loop(cfg: DictConfig, kind: type[OneShotStrategy], objectives: ObjectiveSet, evaluator: Evaluator,
@@ -187,7 +209,10 @@ def one_shot_loop(cfg: DictConfig, kind: type[OneShotStrategy], objectives: Obje
     if strategy.evaluates:
         objectives.check_reported(reported_metrics(evaluator, measurements))
     strategy.fit(evaluator.data, out)  # resumes from its own checkpoint in out
-    return SearchLoop(candidate_space(cfg, evaluator, space, strategy.candidate_params), strategy,
+    candidates = candidate_space(cfg, evaluator, space, strategy.candidate_params)
+    if strategy.evaluates:
+        evaluator.prepare(candidates, out)
+    return SearchLoop(candidates, strategy,
                       evaluator if strategy.evaluates else Unevaluated(), objectives, strategy.budget, out,
                       seed=int(cfg.seed), progress=bool(cfg.search.get("progress", True)), measurements=measurements)
 
