@@ -1,11 +1,14 @@
 """``trainer.cpu_threads: auto``: how many torch threads a CPU training run gets, from the work of one batch.
 
-torch's intra-op threads split each op; an op that is small costs more in synchronisation than the split saves, and
-on a machine whose cores are shared (or hyper-threads of one core) every extra thread waits. The 8x8 digits models
-trained 6-10x slower with 2 threads than with 1 on the 2-core dev VM (issue 11). The rule: one thread per
-``MACS_PER_THREAD`` multiply-accumulates in the forward pass of one training batch, at least 1, at most the cores
-this process may run on. Small models (all of digits, CIFAR networks at small batch sizes) get one thread; large
-ones (ImageNet-sized) all cores. The measurement that backs it: ``bench/cpu_threads.py`` (BENCHMARKS.md).
+torch's intra-op threads split each op; when another process holds one of the cores (a second run, a search's
+other worker, a CI job) every op waits for its slowest thread. Measured with ``bench/cpu_threads.py`` on the 2-core
+dev VM (BENCHMARKS.md, issue 11): resnet20 on digits trains in 4.9 s with 1 thread and 3.3 s with 2 when the machine
+is idle, but 5.0 s against 12.6 s when one other process keeps a core busy (the small digits net: 0.64 s against
+1.89 s); the issue's report was 13.2 s against 77.8 s. So the default trades up to 1.5x on an idle small machine for
+never being 2.5-6x slower on a shared one. The rule: one thread per ``MACS_PER_THREAD`` multiply-accumulates in the
+forward pass of one training batch, at least 1, at most the cores this process may run on. Small models (all of
+digits, CIFAR networks at small batch sizes) get one thread; large ones (ImageNet-sized), whose ops are long enough
+to keep several threads busy, all cores. Set ``trainer.cpu_threads=N`` on a machine you know to be idle.
 """
 from __future__ import annotations
 
