@@ -21,6 +21,7 @@ from search.darts.memory import estimate, one_path_activation_elements
 from search.darts.relaxation import (DirichletRelaxation, GumbelRelaxation, SoftmaxRelaxation, beta_decay,
                                      beta_decay_weight)
 from search.data.digits import load_digits_splits
+from test_darts import settings  # the DARTS settings with dotted changes, as test_darts.py builds them
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -41,17 +42,6 @@ def digits():
 
 def nb201(channels: int = 4):
     return load_space_file(NB201, channels=channels, cells=1, **DIGITS)
-
-
-def settings(**changes):
-    base: dict = {"epochs": 2, "batch_size": 32, "progress": False, "memory_limit_mb": None}
-    for key, value in changes.items():
-        node = base
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return darts_config(base)
 
 
 def make_search(space, data, cfg, checkpoint=None) -> BilevelSearch:
