@@ -22,6 +22,9 @@ Variants (each a list of overrides on top of the setting; ``default`` is the shi
   plain  DARTS, first order, softmax, no remedy;   beta   DARTS with beta-decay (beta-DARTS);
   drnas  Dirichlet mixing (DrNAS);   pc  partial channels (PC-DARTS, K=2, edge normalisation);
   gdas   one Gumbel-sampled path per step (GDAS).
+  pt_val, pt_naswot, pc_pt_val, pc_pt_naswot   plain or pc, derived by perturbation (search.derive.method=
+         perturbation) scored by the supernet's validation accuracy (DARTS-PT) or NASWOT (Zero-Cost-PT); the
+         record also gives the table accuracy of the argmax cell of the same supernet (argmax_accuracy).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from search import nb201  # noqa: E402
+from search.darts.strategy import CHECKPOINT_FILE as CHECKPOINT  # noqa: E402
 
 SETTINGS: dict[str, list[str]] = {
     "cpu": ["+space.params.channels=8", "+space.params.cells=1", "dataset.image_size=[16,16]", "search.epochs=4",
@@ -54,6 +59,16 @@ VARIANTS: dict[str, list[str]] = {
     "pc": ["search.relaxation=softmax", "search.beta_decay.weight=0", "search.partial_channels=2"],
     "gdas": ["search.relaxation=gumbel", "search.beta_decay.weight=0", "search.partial_channels=1"],
 }
+PERTURBATION = {"pt_val": ["search.derive.method=perturbation", "search.derive.score=val_acc"],
+                "pt_naswot": ["search.derive.method=perturbation", "search.derive.score=naswot"],
+                "pt_val_once": ["search.derive.method=perturbation", "search.derive.score=val_acc",
+                                "search.derive.discretize=once"]}
+for _name, _base in (("plain", "plain"), ("pc", "pc")):   # each trained supernet derived by perturbation too
+    for _pt, _overrides in PERTURBATION.items():
+        VARIANTS[_pt if _name == "plain" else f"{_name}_{_pt}"] = [*VARIANTS[_base], *_overrides]
+ARGMAX = ["search.derive.method=argmax"]
+for _name in ("plain", "beta", "drnas", "pc", "gdas"):
+    VARIANTS[_name] = [*VARIANTS[_name], *ARGMAX]
 
 
 def load_accuracies(path: Path) -> dict[str, float]:
@@ -84,6 +99,12 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, extra: Sequence[s
     history = out / "history.jsonl"
     wall = None
     if not history.exists():
+        source = (args.work / args.device / args.supernets_from / f"seed{seed}" / CHECKPOINT
+                  if args.supernets_from else None)
+        if source is not None and source.exists() and not (out / CHECKPOINT).exists():
+            out.mkdir(parents=True, exist_ok=True)   # the trained supernet of that run: only the derivation runs
+            shutil.copyfile(source, out / CHECKPOINT)
+            print(f"    supernet from {source}", flush=True)
         command = [sys.executable, "-m", "compiler", "+search=darts", "space=nb201", "dataset=cifar10_jpeg",
                    *SETTINGS[args.device], *VARIANTS[variant], *extra, "search.train_derived=false",
                    f"seed={seed}", f"out_dir={out}"]
@@ -99,14 +120,19 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, extra: Sequence[s
             print(f"    failed (exit {proc.returncode}); see {log}", flush=True)
             return {"variant": variant, "seed": seed, "status": f"exit {proc.returncode}", "log": str(log)}
     record = json.loads(history.read_text().splitlines()[0])
-    epochs = json.loads((out / "alphas.json").read_text())["epochs"]
+    alphas = json.loads((out / "alphas.json").read_text())
+    epochs, selection = alphas["epochs"], alphas.get("selection")
     cell = cell_string(record["decisions"])
+    derive_s = selection["seconds"] if selection else 0.0
     result = {"variant": variant, "seed": seed, "status": "ok", "cell": cell,
-              "accuracy": args.accuracies.get(cell), "search_s": round(sum(e["seconds"] for e in epochs), 1),
+              "accuracy": args.accuracies.get(cell),
+              "search_s": round(sum(e["seconds"] for e in epochs) + derive_s, 1), "derive_s": round(derive_s, 1),
               "wall_s": round(wall, 1) if wall is not None else None, "epochs": len(epochs),
               "supernet_val_acc": epochs[-1]["val_acc"],
               "top_probability": round(max(max(p) for p in epochs[-1]["softmax"].values()), 4),
               "trajectory": trajectory(epochs, args.accuracies)}
+    if selection:   # the same supernet derived by its largest weights, for comparison
+        result["argmax_accuracy"] = result["trajectory"][-1]
     print(f"    {variant} seed {seed}: {cell} -> {result['accuracy']} % (search {result['search_s'] / 60:.1f} min, "
           f"largest probability {result['top_probability']}; by epoch: {result['trajectory']})", flush=True)
     return result
@@ -122,6 +148,10 @@ def summarise(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "std": round(statistics.pstdev(acc), 2) if acc else None, "min": min(acc, default=None),
             "max": max(acc, default=None),
             "search_min": round(statistics.fmean(r["search_s"] for r in ok) / 60, 1) if ok else None}
+        argmax = [r["argmax_accuracy"] for r in ok if r.get("argmax_accuracy") is not None]
+        if argmax:   # the same supernets derived by their largest weights
+            summary[variant]["argmax_mean"] = round(statistics.fmean(argmax), 2)
+            summary[variant]["argmax_min"] = min(argmax)
     return summary
 
 
@@ -133,6 +163,10 @@ def main() -> int:
     parser.add_argument("--table", type=Path, default=ROOT.parent / "shared" / "data" / "nb201-cifar10.csv")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "darts_nb201", help="run directories")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--supernets-from", default=None, metavar="VARIANT",
+                        help="start each run from that variant's trained supernet of the same seed (its "
+                             f"{CHECKPOINT}, when there is one): compares derivations of the same supernets; search_s "
+                             "still counts that supernet's training (its epochs' seconds) and the derivation")
     parser.add_argument("overrides", nargs="*", help="more overrides for every run, e.g. search.epochs=10")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]

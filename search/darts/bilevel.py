@@ -16,7 +16,7 @@ import math
 import os
 import pickle
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -213,6 +213,16 @@ class BilevelSearch:
     def edge_probabilities(self) -> list[list[float]]:
         with torch.no_grad():
             return [p.double().tolist() for p in self.model.edge_weights()]
+
+    def threads(self) -> AbstractContextManager[None]:
+        """The configured torch threads (search.cpu_threads) for work on the supernet outside ``run``."""
+        return _threads(self.cfg.cpu_threads, self.device)
+
+    def val_inputs(self, count: int) -> torch.Tensor | None:
+        """The first ``count`` images of the validation split, normalised on the device (None: no split)."""
+        for x, _ in self.val_loader:
+            return x[:count]
+        return None
 
     @torch.no_grad()
     def validate(self) -> float:

@@ -10,10 +10,12 @@ from compiler.supernet import Supernet
 from search.journal import atomic_write_json
 
 
-def alpha_history(supernet: Supernet, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """JSON form: per epoch, the softmax of every relaxed decision by name, with the run's losses."""
+def alpha_history(supernet: Supernet, history: Sequence[Mapping[str, Any]],
+                  selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """JSON form: per epoch, the softmax of every relaxed decision by name, with the run's losses; and how the
+    architecture was derived when it was not by the largest weight (``selection``: perturbation.py's steps)."""
     names = [r.name for r in supernet.relaxed]
-    return {
+    return {**({"selection": dict(selection)} if selection else {}),
         "decisions": [{"name": r.name, "kind": r.decision.kind, "options": list(r.options), "sites": r.sites,
                        "zero": list(r.zero), "parameter_free": list(r.param_free)} for r in supernet.relaxed],
         "epochs": [{**{k: v for k, v in h.items() if k != "softmax"},
@@ -22,9 +24,9 @@ def alpha_history(supernet: Supernet, history: Sequence[Mapping[str, Any]]) -> d
 
 
 def write_alpha_history(supernet: Supernet, history: Sequence[Mapping[str, Any]], out: Path,
-                        fmt: str = "png") -> list[str]:
+                        selection: Mapping[str, Any] | None = None, fmt: str = "png") -> list[str]:
     """alphas.json and the plot: one panel per decision, one line per option (probability against epoch)."""
-    atomic_write_json(out / "alphas.json", alpha_history(supernet, history))
+    atomic_write_json(out / "alphas.json", alpha_history(supernet, history, selection))
     if not history or not supernet.relaxed:
         return ["alphas.json"]
     import matplotlib

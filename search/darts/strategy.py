@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -31,6 +32,7 @@ from search.darts.config import DartsConfig, darts_config, uses_edge_norm
 from search.darts.cost import build_penalty
 from search.darts.derive import collapse, collapse_warning, derive, edge_strengths, keep_strongest
 from search.darts.memory import MemoryEstimate, check_memory, estimate
+from search.darts.perturbation import Step, accuracy_score, decision_order, naswot_score, select, steps_json
 from search.darts.report import report_notes, write_alpha_history
 from search.data import DataSplits
 from search.evaluators.base import Evaluator
@@ -43,11 +45,11 @@ CHECKPOINT_FILE = "darts_state.pt"
 
 
 def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, seed: int) -> dict[str, Any]:
-    """What a checkpoint must match to be continued (not: display, device, threads, the memory check, and what
-    happens to the derived network)."""
+    """What a checkpoint must match to be continued (not: display, device, threads, the memory check, how the
+    trained supernet is derived, and what happens to the derived network)."""
     config = {k: v for k, v in dataclasses.asdict(settings).items()
               if k not in ("progress", "memory_limit_mb", "device", "cpu_threads", "retrain", "train_derived",
-                           "derived_params", "strategy")}
+                           "derived_params", "strategy", "derive")}
     return {"space": space.name, "decisions": [[d.name, list(d.options)] for d in space.decisions],
             "fixed": {space.decisions[p].name: o for p, o in sorted(fixed.items())}, "seed": seed,
             "config": json.loads(json.dumps(config))}
@@ -68,6 +70,11 @@ def variant(settings: DartsConfig) -> str:
     """The method in a few words, for the log and the report."""
     parts = [{"softmax": "softmax mixing", "dirichlet": "Dirichlet mixing (DrNAS)",
               "gumbel": "one Gumbel-sampled path per step (GDAS)"}[settings.relaxation]]
+    derivation = settings.derive
+    if derivation.method == "perturbation":
+        how = f"{derivation.order} order" if derivation.discretize == "progressive" else "each in the trained supernet"
+        parts.append(f"derived by perturbation ({derivation.score}, {how}: "
+                     + ("Zero-Cost-PT" if derivation.score == "naswot" else "DARTS-PT without fine-tuning") + ")")
     if settings.beta_decay.weight:
         parts.append(f"beta-decay {settings.beta_decay.weight:g}")
     if settings.partial_channels > 1:
@@ -98,6 +105,7 @@ class Darts(OneShotStrategy):
         self.choices: tuple[int, ...] = ()             # the derived option of each relaxed decision
         self.warnings: list[str] = []
         self.parameter_free_share = 0.0
+        self.selection: dict[str, Any] | None = None  # how perturbation derived it (search.derive.method)
 
     @classmethod
     def configure(cls, node: Any) -> DartsConfig:
@@ -155,8 +163,8 @@ class Darts(OneShotStrategy):
         search = BilevelSearch(supernet, data, settings, self.seed, penalty, out_dir / CHECKPOINT_FILE,
                                _identity(space, supernet.fixed, settings, self.seed))
         self.history = self._train(search)
-        write_alpha_history(supernet, self.history, out_dir)
-        self._derive(supernet)
+        self._derive(supernet, search)
+        write_alpha_history(supernet, self.history, out_dir, self.selection)
 
     def _train(self, search: BilevelSearch) -> list[dict[str, Any]]:
         settings = self.settings
@@ -172,11 +180,22 @@ class Darts(OneShotStrategy):
                                 "search.batch_size, shrink the space (space.params) or fix decisions with "
                                 "search.fixed", 4) from err
 
-    def _derive(self, supernet: Supernet) -> None:
-        """The derived architecture from the last epoch's probabilities; warn about a collapse."""
+    def _derive(self, supernet: Supernet, search: BilevelSearch) -> None:
+        """The derived architecture: the last epoch's strongest options (argmax) or the options the trained
+        supernet needs most (perturbation); warn about a collapse."""
         derivation = self.settings.derive
         last = self.history[-1]
-        op_choices = derive(supernet.relaxed, last["softmax"], derivation.exclude_zero)
+        if derivation.method == "perturbation":
+            start = time.perf_counter()
+            op_choices, steps = self._perturbation(supernet, search)
+            self.selection = {"method": "perturbation", "score": derivation.score, "order": derivation.order,
+                              "discretize": derivation.discretize,
+                              "seconds": round(time.perf_counter() - start, 3),
+                              "steps": steps_json(supernet.relaxed, steps)}
+            print(f"derivation by perturbation ({derivation.score}, {derivation.discretize}, "
+                  f"{derivation.order} order): {self.selection['seconds']:.1f} s")
+        else:
+            op_choices = derive(supernet.relaxed, last["softmax"], derivation.exclude_zero)
         choices = op_choices
         if derivation.top_inputs is not None:
             strengths = edge_strengths(supernet.relaxed, last["softmax"], supernet.edge_groups, last.get("edges"))
@@ -192,13 +211,33 @@ class Darts(OneShotStrategy):
         self.choices, self.parameter_free_share = tuple(choices), check.share
         self.candidates = [genotype]
 
+    def _perturbation(self, supernet: Supernet, search: BilevelSearch) -> tuple[tuple[int, ...], list[Step]]:
+        derivation = self.settings.derive
+        with torch.no_grad():
+            base = search.relaxation.expected(search.op_logits)
+        if derivation.score == "naswot":
+            inputs = search.val_inputs(derivation.batch_size)
+            if inputs is None:
+                raise SearchStopped("search.derive.score=naswot scores a minibatch of the validation split, which "
+                                    "is empty here: give the data set a validation split", 2)
+            score = naswot_score(search.model, inputs)
+        else:
+            if not len(search.val_loader.labels):
+                raise SearchStopped("search.derive.score=val_acc needs a validation split, which is empty here", 2)
+            score = accuracy_score(search.model, list(search.val_loader))
+        order = decision_order(len(supernet.relaxed), derivation.order, search.seed)
+        with search.threads():
+            return select(supernet.relaxed, base, score, order, derivation.exclude_zero,
+                          progressive=derivation.discretize == "progressive")
+
     def phase_state(self) -> dict[str, Any]:
         return {"checkpoint": CHECKPOINT_FILE, "epochs_done": len(self.history)}
 
     # ---- what the phase adds to the record and the report ------------------------------------------------------
     @property
     def search_seconds(self) -> float:
-        return sum(h["seconds"] for h in self.history)
+        """Supernet training and, for perturbation, the derivation."""
+        return sum(h["seconds"] for h in self.history) + (self.selection or {}).get("seconds", 0.0)
 
     def candidate_metrics(self, genotype: Sequence[int]) -> dict[str, Any]:
         if tuple(genotype) not in self.candidates:

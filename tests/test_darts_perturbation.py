@@ -1,0 +1,139 @@
+"""Derivation by perturbation (search/darts/perturbation.py): the option whose removal hurts the supernet most is
+kept, decided decisions become one-hot for the next trials, `zero` is never kept, the scores leave the supernet
+as it was, the run records the selection and derives the same on every run of a seed, and bad settings are named."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from compiler.errors import Span
+from compiler.space import Decision, load_space
+from compiler.supernet import RelaxedDecision, build_supernet
+from conftest import run_cli
+from search.darts.bilevel import BilevelSearch
+from search.darts.config import DartsConfigError, darts_config
+from search.darts.perturbation import accuracy_score, decision_order, naswot_score, select
+from search.data.digits import load_digits_splits
+from test_darts import settings
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def _decisions(count: int) -> list[RelaxedDecision]:
+    """Layer decisions over (zero, skip, conv, pool)."""
+    return [RelaxedDecision(i, Decision(f"e{i}.op", ("zero", "skip", "conv", "pool"), "layer", Span("s.arch", 1 + i, 5)),
+                            1, (True, False, False, False), (True, True, False, True)) for i in range(count)]
+
+
+def test_the_option_whose_removal_hurts_most_is_kept_and_zero_never() -> None:
+    relaxed = _decisions(2)
+    base = [torch.full((4,), 0.25), torch.full((4,), 0.25)]
+    seen: list[list[torch.Tensor]] = []
+    # decision 0 needs conv (option 2), decision 1 needs pool (3); zero's removal would "hurt" most but is excluded
+    need = {0: torch.tensor([9.0, 1.0, 5.0, 2.0]), 1: torch.tensor([9.0, 1.0, 2.0, 4.0])}
+
+    def score(weights: list[torch.Tensor]) -> float:
+        seen.append([w.clone() for w in weights])
+        return -float(sum((need[d] * (0.25 - w).clamp(min=0)).sum() for d, w in enumerate(weights)))
+
+    choices, steps = select(relaxed, base, score, order=[1, 0])
+    assert choices == (2, 3)
+    assert [s.decision for s in steps] == [1, 0] and [s.chosen for s in steps] == [3, 2]
+    assert sorted(steps[0].without) == [1, 2, 3]            # zero is never tried (exclude_zero)
+    assert steps[0].without[3] == pytest.approx(-1.0)      # pool removed from decision 1: 4 * 0.25
+    # trials of decision 0 see decision 1 fixed one-hot to pool; the base weights were not changed
+    assert all(torch.equal(trial[1], torch.tensor([0.0, 0.0, 0.0, 1.0])) for trial in seen[3:])
+    assert torch.equal(base[0], torch.full((4,), 0.25))
+    choices, steps = select(relaxed, base, score, order=[0, 1], exclude_zero=False)
+    assert choices == (0, 0)                                # without the rule, zero "matters" most
+
+
+def test_once_scores_every_decision_in_the_supernet_as_trained() -> None:
+    relaxed = _decisions(2)
+    base = [torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([0.4, 0.3, 0.2, 0.1])]
+    seen: list[list[torch.Tensor]] = []
+
+    def score(weights: list[torch.Tensor]) -> float:
+        seen.append([w.clone() for w in weights])
+        return float(sum(w.sum() for w in weights))   # removing the largest weight "hurts" most
+
+    choices, _ = select(relaxed, base, score, order=[0, 1], progressive=False)
+    assert choices == (3, 1)
+    untouched = [trial[1 - d] for trial, d in zip(seen, [0, 0, 0, 1, 1, 1])]
+    assert all(torch.equal(w, base[1 - d]) for w, d in zip(untouched, [0, 0, 0, 1, 1, 1]))
+    assert choices == select(relaxed, base, score, order=[1, 0], progressive=False)[0]   # the order does not matter
+
+
+def test_nan_scores_count_as_harmless_and_ties_take_the_first_option() -> None:
+    relaxed = _decisions(1)
+    scores = iter([float("nan"), 1.0, 1.0])
+    choices, _ = select(relaxed, [torch.full((4,), 0.25)], lambda w: next(scores), order=[0])
+    assert choices == (2,)
+
+
+def test_orders_are_seeded_permutations_or_the_spaces() -> None:
+    assert decision_order(5, "fixed", 3) == [0, 1, 2, 3, 4]
+    random_order = decision_order(6, "random", 7)
+    assert sorted(random_order) == list(range(6)) and random_order == decision_order(6, "random", 7)
+    assert any(decision_order(6, "random", s) != random_order for s in range(8, 12))
+
+
+def test_scores_read_the_supernet_without_changing_it() -> None:
+    data = load_digits_splits()
+    supernet = build_supernet(load_space("""
+model tiny(num_classes = 10) {
+    input x: [1, 8, 8]
+    x = x -> conv(8, 3) -> bn -> relu
+    x = x -> [conv(8, 3) | maxpool(3, stride=1, padding=1) | identity] as op
+    output x -> relu -> flatten -> linear(num_classes)
+}
+""", "tiny.arch"))
+    search = BilevelSearch(supernet, data, settings(epochs=1), seed=0, identity={"test": 1})
+    search.run()
+    state = {k: v.clone() for k, v in search.model.state_dict().items()}
+    base = search.relaxation.expected(search.op_logits)
+    inputs = search.val_inputs(16)
+    assert inputs is not None and tuple(inputs.shape) == (16, 1, 8, 8)
+    naswot = naswot_score(search.model, inputs)
+    accuracy = accuracy_score(search.model, list(search.val_loader))
+    without_conv = [base[0].detach().clone()]
+    without_conv[0][0] = 0.0
+    assert naswot(base) != naswot(without_conv)            # the last ReLU sees the mixture without the conv
+    assert naswot(base) == naswot(base)                     # deterministic
+    assert 0.0 <= accuracy(base) <= 1.0 and accuracy(base) == accuracy(base)
+    assert all(torch.equal(state[k], v) for k, v in search.model.state_dict().items())  # running stats untouched
+
+
+def test_bad_settings_are_named() -> None:
+    with pytest.raises(DartsConfigError, match=r"^search.derive.method: error: method must be one of argmax, "):
+        darts_config({"derive": {"method": "best"}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.score: error: score must be one of val_acc, naswot"):
+        darts_config({"derive": {"score": "synflow"}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.top_inputs: error: .*method=argmax only"):
+        darts_config({"derive": {"method": "perturbation", "top_inputs": 2}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.discretize: error: discretize must be progressive"):
+        darts_config({"derive": {"discretize": "all"}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.batch_size: error"):
+        darts_config({"derive": {"batch_size": 1}})
+
+
+def test_cli_derivation_by_perturbation_is_recorded_and_repeatable(tmp_path: Path) -> None:
+    score = "naswot"    # val_acc goes through the same path (its score: test_scores_read_the_supernet_...)
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        proc = run_cli("+search=darts", "search.epochs=1", "search.derive.method=perturbation",
+                       f"search.derive.score={score}", "search.train_derived=false", f"out_dir={out}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"derived by perturbation ({score}, random order" in proc.stdout
+        record = json.loads((out / "history.jsonl").read_text().splitlines()[0])
+        selection = json.loads((out / "alphas.json").read_text())["selection"]
+        runs.append((record["decisions"], selection["steps"]))
+        assert selection["method"] == "perturbation" and selection["score"] == score
+        assert {s["decision"]: s["chosen"] for s in selection["steps"]} == record["decisions"]
+        assert all("none" not in s["without"] and len(s["without"]) == 4 for s in selection["steps"])
+        assert "derived by perturbation" in (out / "report.md").read_text()
+    assert runs[0] == runs[1]   # the same seed: the same scores, the same derivation
