@@ -112,8 +112,6 @@ def test_bad_settings_are_named() -> None:
         darts_config({"derive": {"method": "best"}})
     with pytest.raises(DartsConfigError, match=r"^search.derive.score: error: score must be one of val_acc, naswot"):
         darts_config({"derive": {"score": "synflow"}})
-    with pytest.raises(DartsConfigError, match=r"^search.derive.top_inputs: error: .*method=argmax only"):
-        darts_config({"derive": {"method": "perturbation", "top_inputs": 2}})
     with pytest.raises(DartsConfigError, match=r"^search.derive.discretize: error: discretize must be progressive"):
         darts_config({"derive": {"discretize": "all"}})
     with pytest.raises(DartsConfigError, match=r"^search.derive.batch_size: error"):

@@ -54,9 +54,9 @@ class DeriveConfig:
     collapse_threshold: float = 0.5  # warn when more than this share of decisions derive parameter-free ops
     top_inputs: Optional[int] = None  # DARTS' cells: each node keeps its k strongest relaxed input edges (the
                                       # others derive `zero`); null keeps every edge
-    method: str = "argmax"           # argmax: the largest architecture weight (DARTS) | perturbation: the option
-    #                                  whose removal hurts the supernet most (DARTS-PT / Zero-Cost-PT; perturbation.py)
-    score: str = "val_acc"           # perturbation: val_acc (the validation split) | naswot (one minibatch)
+    method: str = "perturbation"     # perturbation: the option whose removal hurts the supernet most (DARTS-PT /
+    #                                  Zero-Cost-PT; perturbation.py) | argmax: the largest architecture weight (DARTS)
+    score: str = "naswot"            # perturbation: naswot (one minibatch) | val_acc (the validation split)
     order: str = "random"            # perturbation: decisions in a seeded random order | fixed (the space's order)
     discretize: str = "progressive"  # perturbation: a decided decision is one-hot for the next | once: every
     #                                  decision is scored in the supernet as trained
@@ -159,8 +159,6 @@ def _check(cfg: DartsConfig) -> None:
         ("derive.batch_size", 2 <= cfg.derive.batch_size <= 1024, "batch_size must be in 2 .. 1024"),
         ("derive.discretize", cfg.derive.discretize in ("progressive", "once"),
          "discretize must be progressive or once"),
-        ("derive.top_inputs", cfg.derive.top_inputs is None or cfg.derive.method == "argmax",
-         "top_inputs (DARTS' edge pruning by weight) works with method=argmax only"),
         ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
         ("arch.betas", len(cfg.arch.betas) == 2 and all(0 <= b < 1 for b in cfg.arch.betas),
          "arch.betas needs two numbers in [0, 1)"),

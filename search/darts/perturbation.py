@@ -19,8 +19,10 @@ becomes one-hot (``discretize=progressive``), or every decision is scored in the
 (``discretize=once``: what a decision sees does not depend on the others' outcome, and the order does not matter).
 DARTS-PT fine-tunes the supernet for a few epochs after each decision; this selection does not (it would double
 the search's cost at the CPU setting), which is Zero-Cost-PT's procedure.
-The decisions are taken in a random order drawn from the run's seed (``order=random``, the papers' default) or in
-the space's order (``order=fixed``). Everything is deterministic for a seed, so a resumed run derives the same.
+With ``search.derive.top_inputs`` (DARTS' cells) the options are chosen this way and the edges each node keeps are
+still ranked by their architecture weights (derive.py's ``keep_strongest``). The decisions are taken in a random
+order drawn from the run's seed (``order=random``, the papers' default) or in the space's order (``order=fixed``).
+Everything is deterministic for a seed, so a resumed run derives the same.
 """
 from __future__ import annotations
 

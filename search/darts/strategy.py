@@ -5,7 +5,8 @@ Its search phase (``fit``):
    a memory estimate are printed, and a configured memory limit is enforced before any training;
 2. weights and architecture logits are trained in alternation (bilevel.py), checkpointed every epoch in
    darts_state.pt (the run resumes from it; the loop's checkpoint.json names it and its epoch);
-3. each decision takes its strongest option (derive.py); a collapse toward parameter-free ops is warned about;
+3. each decision takes the option the trained supernet needs most (perturbation.py; or its strongest, derive.py,
+   with ``search.derive.method=argmax``); a collapse toward parameter-free ops is warned about;
    supernet.py, alphas.json and alphas.png are written.
 The derived architecture is then the one candidate of the loop: evaluated by the configured evaluator and recorded
 (history.jsonl) with the supernet's figures, and, as the best, trained from scratch by the evaluator's final training
