@@ -218,3 +218,48 @@ def test_moves_for_a_strategy_that_does_not_mutate_is_refused(tmp_path: Path) ->
                      f"out_dir={tmp_path / 'run'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "search.warmup.moves: error: random (RandomSearch) proposes no mutations" in result.stderr
+
+
+# ---- the bench ----------------------------------------------------------------------------------------------------
+def test_bench_screens_mutating_strategies_from_the_cache_and_charges_the_cells_screened(tmp_path: Path,
+                                                                                          capsys) -> None:
+    import argparse
+    import sys
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from bench import nb201 as bench
+    from bench import zero_cost_nb201 as scores_bench
+    from search import nb201
+
+    key = scores_bench.settings_key(argparse.Namespace(batch_size=32, score_seed=0, device=torch.device("cpu")))
+    rng = np.random.default_rng(0)
+    cells = [nb201.genotype_to_string(g) for g in nb201.SPACE.genotypes()]   # every cell: nothing scored on demand
+    cache = tmp_path / "cache.jsonl"
+    cache.write_text("".join(json.dumps({"arch": c, "key": key, "scores": {"params": float(rng.integers(1000))},
+                                         "seconds": {"compile": 0.25, "build": 0.5, "params": 0.125}}) + "\n"
+                             for c in cells))
+    out = tmp_path / "out.json"
+    argv = ["--table", str(TABLE), "--strategies", "evolution,random", "--references", "", "--queries", "16",
+            "--budgets", "8,16", "--seeds", "2", "--warmup", "params", "--pool", "10", "--moves", "4",
+            "--cache", str(cache), "--json", str(out)]
+    assert bench.main(argv) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"evolution", "random", "evolution+params", "random+params", "evolution+params+m4"}
+    moved = results["evolution+params+m4"]
+    assert moved["scored_on_demand"] == 0 and 6 <= moved["screened"] <= 4 * 6   # 6 children after 10 members
+    assert moved["screen_seconds"] == pytest.approx(2 * moved["screened"] * 0.375)   # params: no build
+    assert "screen_seconds" not in results["evolution+params"]
+    # the same runs by hand: the screen's choice is the best of the children by params
+    scores = bench.score_cache(cache, None)
+    pools = bench.warm_pools("params", 10, range(2), cache, None, scores)[0]
+    screens = []
+    curves = bench.best_so_far("evolution", TableEvaluator(TABLE), 16, range(2), pools,
+                               lambda seed: screens.append(bench.CachedScreen("params", scores)) or screens[-1], 4)
+    assert curves[:, -1].mean() == pytest.approx(moved["mean"])
+    assert np.mean([len(s.cells) for s in screens]) == moved["screened"]
+    assert "evolution+params+m4" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="each M at least 2"):
+        bench.main([*argv[:-4], "--moves", "1"])
