@@ -20,7 +20,8 @@ as bench/results/nb201_*seeds.json, hold percent). JSON layout:
                 "pool_seconds": warm starts only: the proxy's scoring time of all its runs' pools,
                 "screen_seconds": with moves only: the proxy's scoring time of all its runs' screened cells,
                 "screened": with moves only: distinct cells screened per run, mean,
-                "scored_on_demand": with moves only: screened cells the cache lacked, scored during the runs}}
+                "scored_on_demand": with moves only: screened cells the cache lacked, scored during the runs,
+                "screen_rank": with moves only: pool or children (--screen-rank)}}
 
 Warm start (``--warmup PROXY --pool N``, as ``search.warmup.proxy=PROXY search.warmup.pool=N``): every strategy of
 ``--strategies`` also runs warm-started, as ``NAME+PROXY``, side by side with its cold run on the same seeds. Each
@@ -38,7 +39,8 @@ recorded when the cell was scored (compile, build and the proxy's computations).
 Zero-cost move proposal (``--moves M[,M...]``, as ``search.warmup.moves=M``): each strategy of ``--strategies`` that
 mutates (``Strategy.screens``) also runs warm-started with its mutations screened, as ``NAME+PROXY+mM``: each child
 is the proxy's best of M distinct untried mutations (``Strategy.screen_with``), ranked with the search's code
-(``search.warmup.ranking``: the ensemble within the children). The screened cells' scores come from the same cache
+(``search.warmup.ranking``: the ensemble against the run's pool, as the search ranks with a pool; ``--screen-rank
+children``: within the children, as it ranks without one). The screened cells' scores come from the same cache
 (cells missing from it are scored on demand with the pools' settings and appended), and a run's wall time adds the
 recorded seconds of every distinct cell it screened, as for the pool (``screen_seconds``).
 """
@@ -128,30 +130,31 @@ def score_cache(cache: Path, data_root: Path | None):
 
 
 def warm_pools(proxy: str, size: int, seeds: range, cache: Path, data_root: Path | None, scores=None,  # noqa: ANN001
-               ) -> tuple[dict[int, list[Genotype]], dict[int, float]]:
-    """Each seed's pool ranked best first by ``proxy``, and its scoring seconds (see the module docstring);
-    ``scores``: a ``score_cache`` already read."""
+               ) -> tuple[dict[int, list[Genotype]], dict[int, float], dict[int, dict[str, list[float]]]]:
+    """Each seed's pool ranked best first by ``proxy``, its scoring seconds (see the module docstring) and its
+    scores (proxy -> one per member); ``scores``: a ``score_cache`` already read."""
     names = list(warmup.members(proxy))
     pools = {seed: draw_pool(nb201.SPACE, size, seed) for seed in seeds}
     cells = list(dict.fromkeys(nb201.genotype_to_string(g) for pool in pools.values() for g in pool))
     print(f"warm start: {len(seeds)} pools of {size} ({len(cells)} distinct cells) by {proxy}", flush=True)
     scored = (scores or score_cache(cache, data_root)).score(cells, names)
-    ranked, seconds = {}, {}
+    ranked, seconds, columns = {}, {}, {}
     for seed, pool in pools.items():
         rows = [scored[nb201.genotype_to_string(g)] for g in pool]
         per_cell = [cell_seconds(row["seconds"], names) for row in rows]
-        columns = {n: [row["scores"][n] for row in rows] for n in names}
-        ranked[seed] = warmup.rank_pool(ScoredPool(pool, columns, per_cell), proxy)
+        columns[seed] = {n: [row["scores"][n] for row in rows] for n in names}
+        ranked[seed] = warmup.rank_pool(ScoredPool(pool, columns[seed], per_cell), proxy)
         seconds[seed] = float(sum(per_cell))
-    return ranked, seconds
+    return ranked, seconds, columns
 
 
 class CachedScreen:
     """One run's screen (``Strategy.screen_with``) from the score cache: the search's ranking of the children
     (``warmup.ranking``); remembers the distinct cells it screened, whose recorded seconds the run is charged."""
 
-    def __init__(self, proxy: str, scores) -> None:  # noqa: ANN001
+    def __init__(self, proxy: str, scores, reference: Mapping[str, Sequence[float]] | None = None) -> None:  # noqa: ANN001
         self.proxy, self.scores, self.names = proxy, scores, list(warmup.members(proxy))
+        self.reference = reference   # the run's pool scores: the ensemble ranks the children against them
         self.cells: set[str] = set()
 
     def __call__(self, children: Sequence[Genotype]) -> list[float]:
@@ -159,7 +162,7 @@ class CachedScreen:
         rows = self.scores.score(cells, self.names, quiet=True)   # missing cells: scored now, appended
         self.cells.update(cells)
         return [float(v) for v in warmup.ranking({n: [rows[c]["scores"][n] for c in cells] for n in self.names},
-                                                 self.proxy)]
+                                                 self.proxy, self.reference)]
 
     @property
     def seconds(self) -> float:
@@ -218,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", default="", metavar="M[,M...]",
                         help="warm start: also run each mutating strategy with each child the proxy's best of M "
                              "mutations")
+    parser.add_argument("--screen-rank", choices=("pool", "children"), default="pool",
+                        help="moves with the ensemble: rank the children against the run's pool (as the search does "
+                             "with a pool) or among themselves (as it does without one)")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "zero_cost_nb201" / "scores.jsonl",
                         help="warm start: the proxy scores (bench/zero_cost_nb201.py's cache; missing cells are "
                              "scored and appended)")
@@ -238,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, str, str | None, int]] = [(n, n, None, 1) for n in names]
     pools: dict[int, list[Genotype]] = {}
     pool_seconds: dict[int, float] = {}
+    pool_scores: dict[int, dict[str, list[float]]] = {}
     moves = [int(m) for m in args.moves.split(",") if m.strip()]
     if moves and (not args.warmup or min(moves) < 2):
         raise SystemExit(f"--moves {args.moves}: each M at least 2, with --warmup")
@@ -247,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--warmup {args.warmup} --pool {args.pool}: a proxy of {', '.join(PROXIES)} or "
                              "ensemble, and a pool of at least 1")
         scores = score_cache(args.cache, args.data_root)
-        pools, pool_seconds = warm_pools(args.warmup, args.pool, seeds, args.cache, args.data_root, scores)
+        pools, pool_seconds, pool_scores = warm_pools(args.warmup, args.pool, seeds, args.cache, args.data_root,
+                                                      scores)
         runs += [(f"{n}+{args.warmup}", n, args.warmup, 1) for n in strategies]
         runs += [(f"{n}+{args.warmup}+m{m}", n, args.warmup, m) for m in moves for n in strategies
                  if make_strategy(n, 0).screens]
@@ -258,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         screens: list[CachedScreen] = []
 
         def screen(seed: int, proxy: str | None = proxy) -> CachedScreen:
-            screens.append(CachedScreen(str(proxy), scores))
+            screens.append(CachedScreen(str(proxy), scores, pool_scores[seed] if args.screen_rank == "pool" else None))
             return screens[-1]
         scored_before = scores.scored_now if scores is not None else 0
         start = time.perf_counter()
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             results[label]["screen_seconds"] = round(screened, 2)
             results[label]["screened"] = float(np.mean([len(s.cells) for s in screens]))
             results[label]["scored_on_demand"] = scores.scored_now - scored_before
+            results[label]["screen_rank"] = args.screen_rank
             scoring += (f" + {screened:.0f} s screening, {screened / len(seeds):.1f} s per run "
                         f"({results[label]['screened']:.1f} cells; {scores.scored_now - scored_before} scored now)")
         cells = "   ".join(f"@{b}: {100 * s['mean']:.3f} % +- {100 * s['std']:.3f} (median {100 * s['median']:.2f} %)"

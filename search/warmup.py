@@ -10,9 +10,11 @@ the settings; ``screen.jsonl``: one line per child, scored once per run). Scorin
 in ``search.budget``, which still counts the architectures the evaluator trains or looks up.
 
 ``proxy`` is a proxy name (``synflow``, ``naswot``, ``params``, ...) or ``ensemble``: the shipped rank ensemble
-(``search.proxies.ensemble.DEFAULT_ENSEMBLE``), ranked within the pool, and within the screened children (a child's
-rank among its siblings: no pool needed, and no saturation when the siblings all beat a reference pool). Ties keep
-the pool's (the drawing) order; a candidate a proxy cannot measure (-inf) ranks last.
+(``search.proxies.ensemble.DEFAULT_ENSEMBLE``), ranked within the pool; a screened child's ensemble score is its
+rank position against the pool (``RankEnsemble.score``), or, without a pool, its rank among its siblings. Against
+the pool is the better choice where there is one: within a few siblings a rank step is a rank step however small the
+difference, and on NAS-Bench-201 the child picked against the pool was the better one by the table (BENCHMARKS.md).
+Ties keep the pool's (the drawing) order; a candidate a proxy cannot measure (-inf) ranks last.
 """
 from __future__ import annotations
 
@@ -51,12 +53,19 @@ def needs_data(proxy: str) -> bool:
     return any(m not in DATA_FREE for m in members(proxy))
 
 
-def ranking(columns: Mapping[str, Sequence[float]], proxy: str) -> np.ndarray:
+def ranking(columns: Mapping[str, Sequence[float]], proxy: str,
+            reference: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
     """One score per candidate of a scored set (``columns``: proxy -> one score each), higher is better: the proxy's,
-    or the ensemble's rank score within the set."""
-    if proxy == ENSEMBLE:   # rounded: equal rank sums added in another order must tie, not differ in the last bit
-        return np.round(DEFAULT_ENSEMBLE.rank_scores({m: columns[m] for m in DEFAULT_ENSEMBLE.members}), 12)
-    return np.asarray(columns[proxy], dtype=np.float64)
+    or the ensemble's: rank position against ``reference`` (a scored pool) if given, else rank within the set."""
+    if proxy != ENSEMBLE:
+        return np.asarray(columns[proxy], dtype=np.float64)
+    members = DEFAULT_ENSEMBLE.members
+    if reference is None:
+        scores = DEFAULT_ENSEMBLE.rank_scores({m: columns[m] for m in members})
+    else:
+        scores = np.array([DEFAULT_ENSEMBLE.score({m: columns[m][i] for m in members}, reference)
+                           for i in range(len(columns[members[0]]))])
+    return np.round(scores, 12)   # equal rank sums added in another order must tie, not differ in the last bit
 
 
 def pool_ranking(pool: ScoredPool, proxy: str) -> np.ndarray:
@@ -84,12 +93,14 @@ def input_shape(space: Space, genotypes: list[Genotype]) -> tuple[int, ...] | No
 @dataclass
 class ProxyScreen:
     """The screen of ``Strategy.screen_with``: scores candidates with ``scorer`` (each once per run, kept in
-    ``run_dir`` and read back on resume) and ranks them within the call by ``proxy``."""
+    ``run_dir`` and read back on resume) and ranks them by ``proxy`` (``ranking``: the ensemble against
+    ``reference``, the warm start's scored pool, if there is one)."""
 
     scorer: ProxyScorer
     proxy: str
     space: Space
     run_dir: Path | None = None
+    reference: Mapping[str, Sequence[float]] | None = None
     scores: dict[Genotype, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0   # spent scoring in this process (read-back scores cost nothing)
     scored_now: int = 0
@@ -102,7 +113,7 @@ class ProxyScreen:
         head = self.run_dir / f"{SCREEN_FILE}.json"   # type: ignore[operator]
         settings = {"proxies": list(self.scorer.names), "proxy": self.proxy, "seed": self.scorer.seed,
                     "batch_size": self.scorer.batch_size, "device": self.scorer.device.type,
-                    "space": self.space.signature()}
+                    "space": self.space.signature(), "against_pool": self.reference is not None}
         try:
             recorded = read_json(head)
         except json.JSONDecodeError as err:
@@ -125,7 +136,7 @@ class ProxyScreen:
                 self._score(tuple(genotype))
         self.screenings += 1
         columns = {n: [self.scores[tuple(g)][n] for g in candidates] for n in self.scorer.names}
-        return [float(v) for v in ranking(columns, self.proxy)]
+        return [float(v) for v in ranking(columns, self.proxy, self.reference)]
 
     def _score(self, genotype: Genotype) -> None:
         try:
@@ -175,16 +186,21 @@ class Warmup:
                                   f"{list(takes)}", hint="choose the matching dataset=..., or a data-free proxy "
                                   "(synflow, params, macs)")
 
-    def ranked(self, space: Space, run_dir: Path | None) -> list[Genotype]:
-        """The pool, best first (scored now, or read back from ``run_dir``)."""
+    def scored(self, space: Space, run_dir: Path | None) -> ScoredPool:
+        """The pool with its scores (scored now, or read back from ``run_dir``)."""
         genotypes = draw_pool(space, self.pool, self.scorer.seed)
         settings = {"proxy": self.proxy, "device": self.scorer.device.type, "space": space.signature()}
         pool = scored_pool(self.scorer, space, genotypes, run_dir, WARMUP_FILE, settings)
         seconds = sum(pool.seconds)
         log.info("warm start: %d candidate(s) scored with %s in %.1f s (%d now, %d read back)", self.pool, self.proxy,
                  seconds, pool.scored_now, self.pool - pool.scored_now)
-        return rank_pool(pool, self.proxy)
+        return pool
 
-    def screen(self, space: Space, run_dir: Path | None) -> ProxyScreen:
-        """The screen of the strategy's mutations (its scores read back from ``run_dir``)."""
-        return ProxyScreen(self.scorer, self.proxy, space, run_dir)
+    def ranked(self, space: Space, run_dir: Path | None) -> list[Genotype]:
+        """The pool, best first (scored now, or read back from ``run_dir``)."""
+        return rank_pool(self.scored(space, run_dir), self.proxy)
+
+    def screen(self, space: Space, run_dir: Path | None, pool: ScoredPool | None = None) -> ProxyScreen:
+        """The screen of the strategy's mutations (its scores read back from ``run_dir``); the ensemble ranks the
+        children against ``pool``'s scores when given."""
+        return ProxyScreen(self.scorer, self.proxy, space, run_dir, None if pool is None else pool.scores)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from compiler.config_values import ConfigError
@@ -19,7 +20,8 @@ from search.evaluators.table import TableEvaluator
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
 from search.schema import WarmupConfig, build as build_from_config, search_config
-from search.warmup import Warmup
+from search.proxies.ensemble import DEFAULT_ENSEMBLE
+from search.warmup import ProxyScreen, Warmup
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +129,41 @@ def test_the_tried_genotypes_are_part_of_the_state() -> None:
     assert head + drive(resumed, 35) == full
 
 
+# ---- the screen: scores kept, the ensemble ranked against the pool -------------------------------------------------
+class FakeScorer:
+    """ProxyScorer's interface, with fixed scores (naswot, jacob_cov, params) per genotype."""
+
+    names = ("naswot", "jacob_cov", "params")
+    seed, batch_size, device = 0, 32, torch.device("cpu")
+
+    def __init__(self, table):  # noqa: ANN001
+        self.table, self.calls = table, []
+
+    def __call__(self, genotype, space):  # noqa: ANN001, ANN204
+        self.calls.append(genotype)
+        return dict(zip(self.names, self.table[genotype])), 0.5
+
+
+def test_the_ensemble_ranks_the_children_against_the_pool_when_there_is_one(tmp_path: Path) -> None:
+    a, b = (0, 0, 0, 0, 0), (1, 0, 0, 0, 0)
+    scorer = FakeScorer({a: (100.0, 1.0, 1.0), b: (1.0, 2.0, 2.0)})
+    # among the two, b wins two members of three; against a pool that both beat on jacob_cov and params, those tie
+    # and a's naswot, above the whole pool where b's is near its bottom, decides
+    pool = {"naswot": [10.0 * i for i in range(10)], "jacob_cov": [0.0] * 10, "params": [0.5] * 10}
+    within = ProxyScreen(scorer, "ensemble", SMALL)([a, b])
+    against = ProxyScreen(scorer, "ensemble", SMALL, tmp_path, pool)([a, b])
+    assert within[1] > within[0] and against[0] > against[1]
+    assert against == [pytest.approx(DEFAULT_ENSEMBLE.score(dict(zip(scorer.names, scorer.table[g])), pool))
+                       for g in (a, b)]
+    assert ProxyScreen(scorer, "params", SMALL)([a, b]) == [1.0, 2.0]   # one proxy: its own score
+    # kept in the run directory: read back, not scored again; another ranking there is refused
+    scorer.calls.clear()
+    again = ProxyScreen(scorer, "ensemble", SMALL, tmp_path, pool)
+    assert again([b, a]) == against[::-1] and scorer.calls == [] and again.scored_now == 0
+    with pytest.raises(ArchError, match="screen of other settings"):
+        ProxyScreen(scorer, "ensemble", SMALL, tmp_path)
+
+
 # ---- the keys -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("moves, message", [(0, "must be >= 1, not 0"), (2.5, "expected an integer"),
                                             ("many", "expected an integer")])
@@ -165,6 +202,7 @@ def test_moves_resume_equals_an_uninterrupted_run_and_scores_no_child_again(tmp_
     screened = _lines(tmp_path / "ref" / "screen.jsonl")
     assert len(screened) > 2 * (30 - 10)   # up to 4 children per mutation after the 10 first members
     assert (tmp_path / "ref" / "warmup.jsonl").exists() == (pool > 0)
+    assert json.loads((tmp_path / "ref" / "screen.json").read_text())["settings"]["against_pool"] == (pool > 0)
     params = {tuple(r["genotype"]): r["metrics"]["params"] for r in screened}
     proposed = [tuple(r["genotype"]) for r in reference[10:]]
     assert all(g in params for g in proposed)   # every child was screened
@@ -227,7 +265,6 @@ def test_bench_screens_mutating_strategies_from_the_cache_and_charges_the_cells_
     import sys
 
     import numpy as np
-    import torch
 
     sys.path.insert(0, str(ROOT))
     from bench import nb201 as bench
