@@ -13,7 +13,8 @@ in ``search.budget``, which still counts the architectures the evaluator trains 
 (``search.proxies.ensemble.DEFAULT_ENSEMBLE``), ranked within the pool; a screened child's ensemble score is its
 rank position against the pool (``RankEnsemble.score``), or, without a pool, its rank among its siblings. Against
 the pool is the better choice where there is one: within a few siblings a rank step is a rank step however small the
-difference, and on NAS-Bench-201 the child picked against the pool was the better one by the table (BENCHMARKS.md).
+difference; on NAS-Bench-201 the child picked against the pool was the better one by the table per screening,
+while end to end the two tie within noise (BENCHMARKS.md).
 Ties keep the pool's (the drawing) order; a candidate a proxy cannot measure (-inf) ranks last.
 """
 from __future__ import annotations
