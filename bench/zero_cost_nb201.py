@@ -131,30 +131,55 @@ def score_cell(space: Space, arch: str, names: list[str], batch: tuple[torch.Ten
     return {"scores": result.scores, "seconds": seconds, "cpu_seconds": result.cpu_seconds}
 
 
+class CellCache:
+    """The cache's cells with the settings of ``args``, read once; ``score`` scores what is missing and appends it
+    (the space and the minibatch are built on the first cell that needs them)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.key = settings_key(args)
+        self.cells = read_cache(args.cache, self.key)
+        self._space: Space | None = None
+        self._batch: tuple[torch.Tensor, ...] | None = None
+        self.scored_now = 0
+
+    def missing(self, cells: list[str], names: list[str]) -> list[str]:
+        return [a for a in cells if not set(names) <= set(self.cells.get(a, {}).get("scores", {}))]
+
+    def score(self, cells: list[str], names: list[str], quiet: bool = False) -> dict[str, dict[str, Any]]:
+        """arch -> {"scores", "seconds", "cpu_seconds"} of ``cells``, each with ``names`` (scored now if missing)."""
+        args = self.args
+        todo = self.missing(cells, names)
+        if not quiet:
+            print(f"{len(cells) - len(todo)} of {len(cells)} cells cached in {args.cache}; scoring {len(todo)}",
+                  flush=True)
+        if todo and self._space is None:
+            self._space = load_space_file(str(SPACE_FILE), **BENCHMARK_SIZE)
+            self._batch = minibatch(args.batch_size, args.score_seed, args.device, args.data_root)
+        if todo:
+            assert self._space is not None and self._batch is not None
+            args.cache.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            with args.cache.open("a") as out:
+                for i, arch in enumerate(todo, 1):
+                    have = self.cells.get(arch, {}).get("scores", {})
+                    scored = score_cell(self._space, arch, [n for n in names if n not in have], self._batch,
+                                        args.score_seed)
+                    out.write(json.dumps({"arch": arch, "key": self.key, "scores": _encode(scored["scores"]),
+                                          "seconds": scored["seconds"], "cpu_seconds": scored["cpu_seconds"]}) + "\n")
+                    out.flush()
+                    cell = self.cells.setdefault(arch, {"scores": {}, "seconds": {}, "cpu_seconds": {}})
+                    for part in ("scores", "seconds", "cpu_seconds"):
+                        cell[part].update(scored[part])
+                    self.scored_now += 1
+                    if not quiet and (i % 50 == 0 or i == len(todo)):
+                        rate = (time.perf_counter() - start) / i
+                        print(f"  {i}/{len(todo)} cells, {rate:.2f} s per cell", flush=True)
+        return {a: self.cells[a] for a in cells}
+
+
 def score_all(cells: list[str], names: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    key = settings_key(args)
-    cache = read_cache(args.cache, key)
-    todo = [a for a in cells if not set(names) <= set(cache.get(a, {}).get("scores", {}))]
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells cached in {args.cache}; scoring {len(todo)}", flush=True)
-    if todo:
-        space = load_space_file(str(SPACE_FILE), **BENCHMARK_SIZE)
-        batch = minibatch(args.batch_size, args.score_seed, args.device, args.data_root)
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        with args.cache.open("a") as out:
-            for i, arch in enumerate(todo, 1):
-                have = cache.get(arch, {}).get("scores", {})
-                scored = score_cell(space, arch, [n for n in names if n not in have], batch, args.score_seed)
-                out.write(json.dumps({"arch": arch, "key": key, "scores": _encode(scored["scores"]),
-                                      "seconds": scored["seconds"], "cpu_seconds": scored["cpu_seconds"]}) + "\n")
-                out.flush()
-                cell = cache.setdefault(arch, {"scores": {}, "seconds": {}, "cpu_seconds": {}})
-                for part in ("scores", "seconds", "cpu_seconds"):
-                    cell[part].update(scored[part])
-                if i % 50 == 0 or i == len(todo):
-                    rate = (time.perf_counter() - start) / i
-                    print(f"  {i}/{len(todo)} cells, {rate:.2f} s per cell", flush=True)
-    return {a: cache[a] for a in cells}
+    return CellCache(args).score(cells, names)
 
 
 # ---- report -----------------------------------------------------------------------------------------------------

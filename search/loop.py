@@ -11,7 +11,10 @@ before the loop (``search/strategies/one_shot.py``) and its derived candidates a
 here like any other.
 
 Warm start (``warmup``): before the first ask the strategy is seeded with a pool ranked by a zero-cost proxy; the pool's
-scores are kept in the run directory, so a resumed run seeds it identically without scoring again.
+scores are kept in the run directory, so a resumed run seeds it identically without scoring again. With
+``warmup.moves`` > 1 the strategy's mutations are screened by the same proxy (``Strategy.screen_with``; the ensemble
+ranks them against the pool when there is one); the screened children's scores are kept alike (screen.jsonl), and the
+seconds spent scoring them are logged at the end.
 
 Parallel evaluation (``workers`` > 1, see ``search/parallel.py``; on Ray, ``search/ray_executor.py``): up to
 ``workers`` candidates are in flight and results are recorded in the order the candidates were proposed, so a run
@@ -39,7 +42,7 @@ from search.parallel import (Context, InlineExecutor, Outcome, evaluate_candidat
 from search.run_config import config_changes
 from compiler.ir.space import Genotype
 from search.strategies.base import Strategy
-from search.warmup import Warmup
+from search.warmup import Warmup, rank_pool
 
 log = logging.getLogger("search")
 
@@ -185,8 +188,13 @@ class SearchLoop:
 
     def run(self) -> list[dict[str, Any]]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.warmup is not None:  # before the state is restored (it then holds the seeds still unused)
-            self.strategy.seed_with(self.warmup.ranked(self.space, self.out_dir))
+        screen, pool = None, None
+        if self.warmup is not None and self.warmup.pool:   # before the state is restored (it holds the unused seeds)
+            pool = self.warmup.scored(self.space, self.out_dir)
+            self.strategy.seed_with(rank_pool(pool, self.warmup.proxy))
+        if self.warmup is not None and self.warmup.moves > 1:   # the ensemble ranks the children against the pool
+            screen = self.warmup.screen(self.space, self.out_dir, pool)
+            self.strategy.screen_with(screen, self.warmup.moves)
         search = BudgetedSearch(self.strategy, self.budget, seed=self.seed, max_repeats=self.max_repeats)
         records, restored = self._restore(search)
         bar = None
@@ -232,6 +240,10 @@ class SearchLoop:
             logs.close()
             if bar is not None:
                 bar.close()
+            if screen is not None:
+                log.info("moves: %d screening(s) of up to %d mutations by %s; %d child(ren) scored in %.1f s (%d read "
+                         "back)", screen.screenings, self.strategy.moves, screen.proxy, screen.scored_now,
+                         screen.seconds, len(screen.scores) - screen.scored_now)
         return records
 
     def _result(self, genotype: Genotype, future: Future) -> Outcome:

@@ -54,10 +54,12 @@ WARMUP_ENSEMBLE = "ensemble"   # search.warmup.proxy: the shipped rank ensemble
 
 @dataclass
 class WarmupConfig:
-    """``search.warmup`` (search/warmup.py): seed the strategy with the best of ``pool`` candidates by ``proxy``."""
+    """``search.warmup`` (search/warmup.py): seed the strategy with the best of ``pool`` candidates by ``proxy``,
+    and (``moves`` > 1) make each mutation the best of ``moves`` by ``proxy``; either works without the other."""
 
     proxy: str = WARMUP_ENSEMBLE   # a proxy name, or `ensemble` (the shipped rank ensemble)
     pool: int = 0                  # candidates scored before the search, not counted in the budget (0: off)
+    moves: int = 1                 # mutations screened by the proxy per child (evolution, nsga2; 1: off)
     batch_size: int = 32           # images in the proxies' minibatch
     device: str = "cpu"            # where the proxies run: cpu | cuda | cuda:N | auto
 
@@ -66,6 +68,8 @@ def check_warmup(config: WarmupConfig) -> None:
     check_proxy_names([config.proxy], "search.warmup.proxy", extra=(WARMUP_ENSEMBLE,))
     check_value(config.pool, int, "search.warmup.pool", minimum=0,
                 hint="the number of candidates scored by the proxy before the search; 0 turns the warm start off")
+    check_value(config.moves, int, "search.warmup.moves", minimum=1,
+                hint="the number of mutations of a parent the proxy chooses the child from; 1 turns it off")
     check_value(config.batch_size, int, "search.warmup.batch_size", minimum=2,
                 hint="naswot, jacob_cov and zico compare the images of one minibatch")
 

@@ -18,13 +18,19 @@ draws (``_draw``), best first, until they run out: random search becomes "best b
 NSGA-II's initial populations and local search's starts are the proxy's best. A strategy without random draws
 overrides ``seed_with`` (REINFORCE learns the pool's ranking first). The seeds not yet used are part of the state.
 
+Zero-cost move proposal (``search.warmup.moves``; Abdelfattah et al., ICLR 2021, Sec. 5): the loop may call
+``screen_with(screen, moves)``; a strategy that mutates (``screens = True``: evolution, NSGA-II) then draws up to
+``moves`` distinct mutations of a parent that it has neither proposed nor been told, and proposes the one the
+``screen`` (a proxy) scores highest, the first drawn among equals (``_mutate``). With ``moves`` 1 ``_mutate`` is
+``space.mutate``, draw for draw. The genotypes proposed or told are then part of the state.
+
 One-shot strategies (DARTS), whose candidates come from a search phase over a supernet, build on ``OneShotStrategy``
 (``one_shot.py``).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, Sequence, overload
+from typing import Any, Callable, ClassVar, Mapping, Sequence, overload
 
 import numpy as np
 
@@ -32,8 +38,14 @@ from compiler.ir.space import Genotype, Space
 from search.objectives import Fitness, ObjectiveSet
 
 
+Screen = Callable[[Sequence[Genotype]], Sequence[float]]   # candidates -> one score each, higher is better
+DRAWS_PER_MOVE = 8   # mutations drawn per wanted child before screening what was found (a parent's few neighbours)
+
+
 class Strategy(ABC):
     """Base class: holds the space, the objectives and a seeded numpy Generator (the only randomness)."""
+
+    screens: ClassVar[bool] = False   # whether its proposals go through ``_mutate`` (so ``screen_with`` acts)
 
     def __init__(self, space: Space, seed: int = 0, objectives: Any = None) -> None:
         self.space = space
@@ -41,10 +53,40 @@ class Strategy(ABC):
         self.rng = np.random.default_rng(seed)
         self.best: tuple[Genotype, Fitness] | None = None  # best result told so far
         self.seeds: list[Genotype] = []  # warm start: candidates ranked best first, used in place of random draws
+        self.screen: Screen | None = None  # move proposal: scores a parent's mutations (``screen_with``)
+        self.moves = 1
+        self.tried: set[Genotype] = set()  # with a screen: proposed or told, so never screened again
 
     def seed_with(self, ranked: Sequence[Sequence[int]]) -> None:
         """Warm start with ``ranked`` (best first by a cheap proxy), before any ask; see the module docstring."""
         self.seeds = [self.space.check_genotype(g) for g in ranked]
+
+    def screen_with(self, screen: Screen, moves: int) -> None:
+        """Propose the best of ``moves`` distinct untried mutations by ``screen``; see the module docstring."""
+        if moves < 1:
+            raise ValueError(f"moves must be >= 1, not {moves}")
+        if moves > 1 and not self.screens:
+            raise ValueError(f"{type(self).__name__} proposes no mutations to screen")
+        self.screen, self.moves = (screen, moves) if moves > 1 else (None, 1)
+
+    def _mutate(self, parent: Genotype) -> Genotype:
+        """A one-decision mutation of ``parent``: the screen's best of up to ``moves`` distinct untried ones."""
+        if self.screen is None:
+            return self.space.mutate(parent, self.rng)
+        wanted = min(self.moves, sum(n - 1 for n in self.space.cardinalities))   # at most every neighbour
+        children: list[Genotype] = []
+        child = parent
+        for _ in range(wanted * DRAWS_PER_MOVE):
+            child = self.space.mutate(parent, self.rng)
+            if child not in self.tried and child not in children:
+                children.append(child)
+                if len(children) == wanted:
+                    break
+        if children:   # else every mutation drawn was tried: the last one, answered from the cache for free
+            scores = list(self.screen(children))
+            child = children[max(range(len(children)), key=scores.__getitem__)]   # the first of equals
+        self.tried.add(child)
+        return child
 
     def _draw(self) -> Genotype:
         """A genotype where the strategy would draw one at random: the next warm-start seed while any are left."""
@@ -66,15 +108,18 @@ class Strategy(ABC):
     def tell(self, genotype: Sequence[int], metrics: Mapping[str, Any]) -> None:
         genotype = self.space.check_genotype(genotype)
         fitness = self.objectives.fitness(metrics)
+        if self.screen is not None:
+            self.tried.add(genotype)
         if self.best is None or fitness > self.best[1]:
             self.best = (genotype, fitness)
         self._observe(genotype, fitness, metrics)
 
     def state_dict(self) -> dict[str, Any]:
+        tried = {"tried": [list(g) for g in sorted(self.tried)]} if self.screen is not None else {}
         return {"strategy": type(self).__name__, "space": self.space.signature(),
                 "rng": self.rng.bit_generator.state,
                 "best": None if self.best is None else [list(self.best[0]), self.best[1].to_json()],
-                "seeds": [list(g) for g in self.seeds], **self._state()}
+                "seeds": [list(g) for g in self.seeds], **tried, **self._state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("strategy") != type(self).__name__:
@@ -87,6 +132,7 @@ class Strategy(ABC):
         best = state.get("best")
         self.best = None if best is None else (tuple(best[0]), Fitness.from_json(best[1]))
         self.seeds = [tuple(int(v) for v in g) for g in state.get("seeds", [])]
+        self.tried = {tuple(int(v) for v in g) for g in state.get("tried", [])}
         self._load_state(state)
 
     def candidate_metrics(self, genotype: Sequence[int]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ of ``sample_size`` members drawn at random; the oldest member dies when a child 
 budgets of a few dozen to hundreds.
 With several ranked objectives the tournament is won by the lowest non-dominated front within the population, then
 the largest crowding distance (``ObjectiveSet.rank_keys``).
+With ``search.warmup.moves`` M > 1 the child is the zero-cost proxy's best of M distinct mutations of the parent
+(Abdelfattah et al., ICLR 2021, Sec. 5; ``Strategy.screen_with``).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from search.strategies.base import Strategy, decode_pairs, encode_pairs
 
 
 class RegularizedEvolution(Strategy):
+    screens = True   # search.warmup.moves: each child is the proxy's best of several mutations of the parent
+
     def __init__(self, space: Any, seed: int = 0, objectives: Any = None, population_size: int = 10,
                  sample_size: int = 10) -> None:
         super().__init__(space, seed, objectives)
@@ -32,7 +36,7 @@ class RegularizedEvolution(Strategy):
         picks = self.rng.integers(len(self.population), size=self.sample_size)
         keys = self.objectives.rank_keys([fitness for _, fitness in self.population])
         parent = max((int(i) for i in picks), key=keys.__getitem__)
-        return self.space.mutate(self.population[parent][0], self.rng)
+        return self._mutate(self.population[parent][0])
 
     def _observe(self, genotype: Genotype, fitness: Fitness, metrics: Mapping[str, Any]) -> None:
         self.population.append((genotype, fitness))

@@ -6,6 +6,8 @@ then a one-decision mutation. When a generation's worth of children has been tol
 merged and the best ``population_size`` survive. Constraints follow Deb's constrained domination: feasible beats
 infeasible, infeasible ones rank by total violation, failed candidates rank last. With ``scalarize: weighted`` the
 weighted sum is the one objective it sorts by (a genetic algorithm on that number).
+With ``search.warmup.moves`` M > 1 the mutation is the zero-cost proxy's best of M (``Strategy.screen_with``); the
+proxies estimate accuracy, so with several objectives this leans the children towards the accurate end of the front.
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ def rank_and_crowd(members: Sequence[Member]) -> list[tuple[int, float]]:
 
 
 class NSGA2(Strategy):
+    screens = True   # search.warmup.moves: the mutation is the proxy's best of several (see the module docstring)
+
     def __init__(self, space: Any, seed: int = 0, objectives: Any = None, population_size: int = 20,
                  crossover: float = 0.5) -> None:
         super().__init__(space, seed, objectives)
@@ -73,7 +77,7 @@ class NSGA2(Strategy):
         if self.rng.random() < self.crossover:
             take = self.rng.random(len(child)) < 0.5
             child = tuple(a if t else b for a, b, t in zip(first.genotype, second.genotype, take))
-        return self.space.mutate(child, self.rng)
+        return self._mutate(child)
 
     def _tournament(self) -> Member:
         if self._scores is None:

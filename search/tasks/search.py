@@ -7,7 +7,8 @@ candidates; the loop evaluates the candidates (history.jsonl, checkpoint.json); 
 Pareto front; the evaluator trains it for deployment (``final``) into best/ with the exports asked for;
 ``write_report`` then only reads those results (and the strategy's notes) and writes pareto.json, report.md and the
 plots. A sampling strategy may first be seeded with a proxy-ranked pool (``search.warmup.pool``:
-warmup.json/.jsonl). Exit status: 0; 1 when no candidate succeeded or the final training failed; 2 for a mistake
+warmup.json/.jsonl), and a mutating one may have its mutations screened by the proxy (``search.warmup.moves``:
+screen.json/.jsonl). Exit status: 0; 1 when no candidate succeeded or the final training failed; 2 for a mistake
 in the config or the run directory; 3 / 4 when a one-shot search phase diverged / ran out of memory.
 """
 from __future__ import annotations
@@ -95,9 +96,9 @@ def evaluation_context(cfg: DictConfig | dict[str, Any], validate: bool = False,
 
 
 def build_warmup(cfg: DictConfig, config: WarmupConfig, evaluator: Evaluator, space: Space) -> Warmup | None:
-    """``search.warmup``, checked against the space: None when ``pool`` is 0. The proxies score the evaluator's
-    data set when it has one (the space is specialised to it), else the ``dataset`` group's."""
-    if config.pool == 0:
+    """``search.warmup``, checked against the space: None when ``pool`` is 0 and ``moves`` 1. The proxies score the
+    evaluator's data set when it has one (the space is specialised to it), else the ``dataset`` group's."""
+    if config.pool == 0 and config.moves == 1:
         return None
     data = evaluator.data
     warmup = Warmup.of(config, lambda: data if data is not None else load_dataset(cfg.dataset), int(cfg.seed))
@@ -175,11 +176,15 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
     check_parallel(cfg, workers, evaluator, measurements)
     objectives.check_reported(reported_metrics(evaluator, measurements))  # not a search that nothing can score
     space = build_space(cfg, evaluator, validate=True)
-    warmup = build_warmup(cfg, settings.warmup, evaluator, space)
     # _partial_: Hydra would try to turn the space object into config if it were passed to instantiate.
     make_strategy = build(cfg.search.strategy, "search.strategy", _partial_=True)
     with refusals_named("search.strategy"):
         strategy = make_strategy(space=space, seed=int(cfg.seed), objectives=objectives)
+    if settings.warmup.moves > 1 and not strategy.screens:   # before the warm start loads any data
+        raise ConfigError("search.warmup.moves", f"{cfg.search.name} ({type(strategy).__name__}) proposes no "
+                          f"mutations for the proxy to choose among", hint="use search.warmup.moves=1, or a strategy "
+                          "that mutates: evolution, evolution_textbook, nsga2")
+    warmup = build_warmup(cfg, settings.warmup, evaluator, space)
     on_ray = settings.executor == "ray"
     gpus = visible_gpus() if workers > 1 and not on_ray else []  # Ray hands out GPUs itself (search.ray.num_gpus)
     gpus = gpus if len(gpus) > 1 else []  # one GPU (or none): every worker uses what this process sees
@@ -187,7 +192,9 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
     print(f"searching {space.name} ({len(space.decisions)} decisions, {space.size:,} architectures) with "
           f"{cfg.search.name}, budget {cfg.search.budget}, seed {cfg.seed}"
           f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}"
-          f"{f', warm start: the best of {warmup.pool} by {warmup.proxy}' if warmup else ''}; writing to {out}")
+          f"{f', warm start: the best of {warmup.pool} by {warmup.proxy}' if warmup and warmup.pool else ''}"
+          f"{f', moves: the best of {warmup.moves} mutations by {warmup.proxy}' if warmup and warmup.moves > 1 else ''}"
+          f"; writing to {out}")
     evaluator.prepare(space, out)   # e.g. the zero-cost evaluator's reference pool, scored once per run
     # workers receive the space, pickled, and build their evaluator from the config
     worker_context = (partial(evaluation_context, worker_config(cfg), space=space, run_dir=out)
