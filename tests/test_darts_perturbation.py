@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 def _decisions(count: int) -> list[RelaxedDecision]:
     """Layer decisions over (zero, skip, conv, pool)."""
-    return [RelaxedDecision(i, Decision(f"e{i}.op", ("zero", "skip", "conv", "pool"), "layer", Span("s.arch", 1 + i, 5)),
+    return [RelaxedDecision(i, Decision(f"e{i}.op", ("zero", "skip", "conv", "pool"), "layer",
+                                        Span("s.arch", 1 + i, 5)),
                             1, (True, False, False, False), (True, True, False, True)) for i in range(count)]
 
 
