@@ -8,39 +8,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from compiler.config_values import ConfigError
 from compiler.errors import ArchError
-from compiler.ir.space import Space
 from compiler.space import load_space_file
 from search.budget import BudgetedSearch, run_search
 from search.evaluators.proxy_pool import ProxyScorer
 from search.evaluators.table import TableEvaluator
 from search.loop import SearchLoop
 from search.objectives import ObjectiveSet
-from search.schema import WarmupConfig, build as build_from_config, search_config
+from search.schema import WarmupConfig, search_config
 from search.proxies.ensemble import DEFAULT_ENSEMBLE
 from search.warmup import ProxyScreen, Warmup
 from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
-SMALL = Space.from_sizes(4, 3, 5, 2, 4)   # 13 one-decision neighbours per genotype
+from test_warmup import ROOT, SMALL, TABLE, build, toy   # SMALL: 13 one-decision neighbours per genotype
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
-def build(name, space=SMALL, seed=0):
-    config = OmegaConf.load(ROOT / "conf" / "search" / f"{name}.yaml").search.strategy
-    return build_from_config(config, "search.strategy", _partial_=True)(space=space, seed=seed, objectives="accuracy")
-
-
-def toy(genotype):
-    return {"accuracy": -float(sum((a - 1) ** 2 for a in genotype)), "status": "ok"}
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def coarse(children):
