@@ -82,7 +82,7 @@ class GumbelConfig:
 
 RELAXATIONS = ("softmax", "dirichlet", "gumbel")
 DERIVE_METHODS = ("argmax", "perturbation")
-PERTURBATION_SCORES = ("val_acc", "naswot")   # search/darts/perturbation.py (kept here: config sits below it)
+PERTURBATION_SCORES = ("val_acc", "naswot")   # search/darts/perturbation.py
 PERTURBATION_ORDERS = ("random", "fixed")
 
 

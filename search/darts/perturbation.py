@@ -36,10 +36,7 @@ import torch
 from torch import nn
 
 from compiler.supernet import RelaxedDecision
-from search.darts.config import PERTURBATION_ORDERS as ORDERS, PERTURBATION_SCORES as SCORES
 from search.proxies.naswot import ActivationKernel, kernel_logdet
-
-__all__ = ["ORDERS", "SCORES", "Step", "accuracy_score", "decision_order", "naswot_score", "select", "steps_json"]
 
 Score = Callable[[list[torch.Tensor]], float]   # mixing weights per decision -> the supernet's score
 
