@@ -22,7 +22,7 @@ from search.proxies.ensemble import DEFAULT_ENSEMBLE
 from search.warmup import ProxyScreen, Warmup
 from tests.conftest import run_cli
 
-from test_warmup import ROOT, SMALL, TABLE, build, toy   # SMALL: 13 one-decision neighbours per genotype
+from test_warmup import ROOT, SMALL, TABLE, build, drive, toy   # SMALL: 13 one-decision neighbours per genotype
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -91,14 +91,6 @@ def test_a_strategy_that_does_not_mutate_refuses_a_screen() -> None:
 
 
 def test_the_tried_genotypes_are_part_of_the_state() -> None:
-    def drive(search, steps):
-        out = []
-        for _ in range(steps):
-            g = search.next()
-            search.record(g, toy(g))
-            out.append(g)
-        return out
-
     def strategy():
         made = build("evolution", seed=3)
         made.screen_with(coarse, 5)

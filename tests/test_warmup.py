@@ -50,6 +50,16 @@ def toy(genotype):
     return {"accuracy": -float(sum((a - 1) ** 2 for a in genotype)), "status": "ok"}
 
 
+def drive(search, steps):
+    """``steps`` proposals of a budgeted search, each recorded with the toy fitness; the genotypes proposed."""
+    out = []
+    for _ in range(steps):
+        g = search.next()
+        search.record(g, toy(g))
+        out.append(g)
+    return out
+
+
 # ---- the pool ---------------------------------------------------------------------------------------------------
 def test_the_pool_is_distinct_seeded_and_the_same_for_a_space_of_the_same_sizes() -> None:
     pool = draw_pool(nb201.SPACE, 50, seed=4)
@@ -105,13 +115,6 @@ def test_rl_learns_the_pools_ranking_before_its_first_proposal() -> None:
 def test_the_unused_seeds_are_part_of_the_state(name) -> None:
     ranked = draw_pool(SMALL, 30, seed=11)
 
-    def drive(search, steps):
-        out = []
-        for _ in range(steps):
-            g = search.next()
-            search.record(g, toy(g))
-            out.append(g)
-        return out
     whole = build(name, seed=3)
     whole.seed_with(ranked)
     full = drive(BudgetedSearch(whole, budget=30, seed=3), 30)
