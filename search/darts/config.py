@@ -84,6 +84,7 @@ RELAXATIONS = ("softmax", "dirichlet", "gumbel")
 DERIVE_METHODS = ("argmax", "perturbation")
 PERTURBATION_SCORES = ("val_acc", "naswot")   # search/darts/perturbation.py
 PERTURBATION_ORDERS = ("random", "fixed")
+DISCRETIZE = ("progressive", "once")
 
 
 @dataclass
@@ -157,8 +158,7 @@ def _check(cfg: DartsConfig) -> None:
         ("derive.order", cfg.derive.order in PERTURBATION_ORDERS,
          f"order must be one of {', '.join(PERTURBATION_ORDERS)}"),
         ("derive.batch_size", 2 <= cfg.derive.batch_size <= 1024, "batch_size must be in 2 .. 1024"),
-        ("derive.discretize", cfg.derive.discretize in ("progressive", "once"),
-         "discretize must be progressive or once"),
+        ("derive.discretize", cfg.derive.discretize in DISCRETIZE, f"discretize must be {' or '.join(DISCRETIZE)}"),
         ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
         ("arch.betas", len(cfg.arch.betas) == 2 and all(0 <= b < 1 for b in cfg.arch.betas),
          "arch.betas needs two numbers in [0, 1)"),

@@ -99,11 +99,11 @@ def accuracy_score(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch
     one-hot, or an option removed, shifts the statistics its successors see; with batch statistics a trial is not
     judged by stale ones (the validation batches hold 1,000 images, plenty for the estimate)."""
     scratch = copy.deepcopy(model).train()
+    total = sum(len(y) for _, y in batches)
 
     @torch.no_grad()
     def score(weights: list[torch.Tensor]) -> float:
         correct = sum(int((scratch(x, weights=weights).argmax(1) == y).sum()) for x, y in batches)
-        total = sum(len(y) for _, y in batches)
         return correct / total if total else math.nan
 
     return score
