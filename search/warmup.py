@@ -19,7 +19,6 @@ Ties keep the pool's (the drawing) order; a candidate a proxy cannot measure (-i
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from compiler.config_values import ConfigError
-from compiler.errors import ArchError, Span
+from compiler.errors import ArchError
 from compiler.ir.space import Genotype, Space
 from search.data import DataSplits
 from search.evaluators.proxy_pool import (DATA_FREE, ProxyScorer, ScoredPool, decode_scores, device_at, draw_pool,
-                                          encode_scores, scored_pool)
-from search.journal import Journal, atomic_write_json, read_json
-from search.proxies import WORST
+                                          encode_scores, journal_error, open_scores, score_one, scored_pool)
+from search.journal import Journal
 from search.proxies.ensemble import DEFAULT_ENSEMBLE
 from search.schema import WARMUP_ENSEMBLE as ENSEMBLE, WarmupConfig, check_warmup
 
@@ -108,26 +106,17 @@ class ProxyScreen:
     screenings: int = 0
 
     def __post_init__(self) -> None:
-        self.journal = None if self.run_dir is None else Journal(self.run_dir / f"{SCREEN_FILE}.jsonl")
-        if self.journal is None:
+        self.journal: Journal | None = None
+        if self.run_dir is None:
             return
-        head = self.run_dir / f"{SCREEN_FILE}.json"   # type: ignore[operator]
         settings = {"proxies": list(self.scorer.names), "proxy": self.proxy, "seed": self.scorer.seed,
                     "batch_size": self.scorer.batch_size, "device": self.scorer.device.type,
                     "space": self.space.signature(), "against_pool": self.reference is not None}
-        try:
-            recorded = read_json(head)
-        except json.JSONDecodeError as err:
-            raise ArchError(f"not valid JSON ({err.msg})", Span(str(head), err.lineno, err.colno)) from err
-        if recorded is not None and recorded != json.loads(json.dumps({"settings": settings})):
-            raise ArchError(f"{head} holds the screen of other settings", Span(str(head), 0, 0),
-                            hint="use the settings of that run or a new out_dir")
-        if recorded is None:
-            atomic_write_json(head, {"settings": settings})
+        self.journal = open_scores(self.run_dir, SCREEN_FILE, {"settings": settings},
+                                   "the screen of other settings")
         for record in self.journal.read():
             if any(n not in record["metrics"] for n in self.scorer.names):
-                raise ArchError("a record that is not this screen's", Span(str(self.journal.path),
-                                                                           record["index"] + 1, 1))
+                raise journal_error(self.journal.path, "a record that is not this screen's", record["index"] + 1)
             self.scores[tuple(record["genotype"])] = decode_scores({n: record["metrics"][n]
                                                                     for n in self.scorer.names})
 
@@ -140,11 +129,7 @@ class ProxyScreen:
         return [float(v) for v in ranking(columns, self.proxy, self.reference)]
 
     def _score(self, genotype: Genotype) -> None:
-        try:
-            values, spent = self.scorer(genotype, self.space)
-            status = "ok"
-        except ArchError:   # an invalid combination of choices: it ranks last, as in the pool
-            values, spent, status = {n: WORST for n in self.scorer.names}, 0.0, "invalid"
+        values, spent, status = score_one(self.scorer, genotype, self.space)
         if self.journal is not None:
             self.journal.add(len(self.scores), genotype, self.space.describe(genotype), "",
                              {**encode_scores(values), "status": status}, round(spent, 6))

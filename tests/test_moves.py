@@ -136,8 +136,17 @@ def test_the_ensemble_ranks_the_children_against_the_pool_when_there_is_one(tmp_
     scorer.calls.clear()
     again = ProxyScreen(scorer, "ensemble", SMALL, tmp_path, pool)
     assert again([b, a]) == against[::-1] and scorer.calls == [] and again.scored_now == 0
-    with pytest.raises(ArchError, match="screen of other settings"):
+    with pytest.raises(ArchError, match="screen of other settings") as caught:
         ProxyScreen(scorer, "ensemble", SMALL, tmp_path)
+    assert caught.value.span.file == str(tmp_path / "screen.json") and "delete the file" in caught.value.hint
+    # scores without the settings they were taken with are not trusted either; a damaged header is located
+    (tmp_path / "screen.json").unlink()
+    with pytest.raises(ArchError, match="has no screen.json beside it"):
+        ProxyScreen(scorer, "ensemble", SMALL, tmp_path, pool)
+    (tmp_path / "screen.json").write_text('{"settings": ')
+    with pytest.raises(ArchError, match="not valid JSON") as caught:
+        ProxyScreen(scorer, "ensemble", SMALL, tmp_path, pool)
+    assert caught.value.span.line == 1
 
 
 # ---- the keys -----------------------------------------------------------------------------------------------------

@@ -146,9 +146,38 @@ class ScoredPool:
         return np.asarray(self.scores[name], dtype=np.float64)
 
 
-def _pool_error(path: Path, message: str, line: int = 0) -> ArchError:
+def journal_error(path: Path, message: str, line: int = 0) -> ArchError:
+    """A located error about a kept score file (pool or screen) that does not belong to this run's settings."""
     return ArchError(message, Span(str(path), line, 1 if line else 0),
-                     hint="use the settings of that run, a new out_dir, or delete the file to score the pool again")
+                     hint="use the settings of that run, a new out_dir, or delete the file to score again")
+
+
+def open_scores(run_dir: Path, name: str, header: Mapping[str, Any], what: str) -> Journal:
+    """The journal ``NAME.jsonl`` in ``run_dir`` whose scores were taken with ``header`` (kept as ``NAME.json``,
+    written on first use): scores of other settings are refused (``what`` says what the file then holds), so a
+    resumed run never mixes them in."""
+    head_path, journal = run_dir / f"{name}.json", Journal(run_dir / f"{name}.jsonl")
+    try:
+        recorded = read_json(head_path)
+    except json.JSONDecodeError as err:
+        raise journal_error(head_path, f"not valid JSON ({err.msg})", err.lineno) from err
+    if recorded is not None and recorded != json.loads(json.dumps(header)):
+        raise journal_error(head_path, f"{head_path} holds {what}")
+    if recorded is None:
+        if journal.path.exists():
+            raise journal_error(journal.path, f"{journal.path} has no {head_path.name} beside it")
+        atomic_write_json(head_path, header)
+    return journal
+
+
+def score_one(scorer: ProxyScorer, genotype: Genotype, space: Space) -> tuple[dict[str, float], float, str]:
+    """``scorer``'s values, seconds and status for ``genotype``: an invalid combination of choices is a result
+    (every proxy WORST, so it ranks last), as it is in the search."""
+    try:
+        values, spent = scorer(genotype, space)
+        return values, spent, "ok"
+    except ArchError:
+        return {n: WORST for n in scorer.names}, 0.0, "invalid"
 
 
 def scored_pool(scorer: ProxyScorer, space: Space, genotypes: Sequence[Genotype], run_dir: Path | None, name: str,
@@ -164,22 +193,12 @@ def scored_pool(scorer: ProxyScorer, space: Space, genotypes: Sequence[Genotype]
     journal = None
     done: list[dict[str, Any]] = []
     if run_dir is not None:
-        head_path, journal = run_dir / f"{name}.json", Journal(run_dir / f"{name}.jsonl")
-        try:
-            recorded = read_json(head_path)
-        except json.JSONDecodeError as err:
-            raise _pool_error(head_path, f"not valid JSON ({err.msg})", err.lineno) from err
-        if recorded is not None and recorded != json.loads(json.dumps(header)):
-            raise _pool_error(head_path, f"{head_path} holds a pool of other settings or genotypes")
-        if recorded is None:
-            if journal.path.exists():
-                raise _pool_error(journal.path, f"{journal.path} has no {head_path.name} beside it")
-            atomic_write_json(head_path, header)
+        journal = open_scores(run_dir, name, header, "a pool of other settings or genotypes")
         done = journal.read()
         for record in done:
             if (record["index"] >= len(genotypes) or tuple(record["genotype"]) != genotypes[record["index"]]
                     or any(n not in record["metrics"] for n in scorer.names)):
-                raise _pool_error(journal.path, "a record that is not this pool's", record["index"] + 1)
+                raise journal_error(journal.path, "a record that is not this pool's", record["index"] + 1)
     scores: dict[str, list[float]] = {n: [] for n in scorer.names}
     seconds: list[float] = []
     for record in done:
@@ -191,11 +210,7 @@ def scored_pool(scorer: ProxyScorer, space: Space, genotypes: Sequence[Genotype]
     if todo:
         log.info("scoring %d candidate(s) with %s (%s)", len(todo), ", ".join(scorer.names), name)
     for index, genotype in enumerate(todo, start=len(done)):
-        try:
-            values, spent = scorer(genotype, space)
-            status = "ok"
-        except ArchError:   # an invalid combination of choices: a result (it ranks last), as in the search
-            values, spent, status = {n: WORST for n in scorer.names}, 0.0, "invalid"
+        values, spent, status = score_one(scorer, genotype, space)
         spent = round(spent, 6)
         if journal is not None:
             journal.add(index, genotype, space.describe(genotype), "", {**encode_scores(values), "status": status},
