@@ -4,6 +4,7 @@ as it was, the run records the selection and derives the same on every run of a 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,8 @@ def test_orders_are_seeded_permutations_or_the_spaces() -> None:
 
 def test_scores_read_the_supernet_without_changing_it() -> None:
     data = load_digits_splits()
+    # the validation split in class order, as CIFAR-10's image folders give it
+    data = replace(data, val=data.val.subset(torch.argsort(data.val.labels, stable=True)))
     supernet = build_supernet(load_space("""
 model tiny(num_classes = 10) {
     input x: [1, 8, 8]
@@ -98,6 +101,11 @@ model tiny(num_classes = 10) {
     base = search.relaxation.expected(search.op_logits)
     inputs = search.val_inputs(16)
     assert inputs is not None and tuple(inputs.shape) == (16, 1, 8, 8)
+    # drawn at random: the split's first 16 images are of two digits, the minibatch's of many
+    images, labels = torch.cat([x for x, _ in search.val_loader]), search.val_loader.labels
+    drawn = [int(torch.nonzero((images == row).flatten(1).all(1))[0]) for row in inputs]
+    assert len(set(labels[:16].tolist())) == 2 and len(set(labels[drawn].tolist())) >= 5
+    assert torch.equal(inputs, search.val_inputs(16)) and len(search.val_inputs(10_000)) == len(labels)
     naswot = naswot_score(search.model, inputs)
     accuracy = accuracy_score(search.model, list(search.val_loader))
     without_conv = [base[0].detach().clone()]
@@ -124,14 +132,14 @@ def test_cli_derivation_by_perturbation_is_recorded_and_repeatable(tmp_path: Pat
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        proc = run_cli("+search=darts", "search.epochs=1", "search.derive.method=perturbation",
-                       f"search.derive.score={score}", "search.train_derived=false", f"out_dir={out}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert f"derived by perturbation ({score}, random order" in proc.stdout
+        proc = run_cli("+search=darts", "search.epochs=1", "search.train_derived=false", f"out_dir={out}")
+        assert proc.returncode == 0, proc.stderr[-2000:]   # the default derivation: naswot, once
+        assert f"derived by perturbation ({score}, each in the trained supernet" in proc.stdout
         record = json.loads((out / "history.jsonl").read_text().splitlines()[0])
         selection = json.loads((out / "alphas.json").read_text())["selection"]
         runs.append((record["decisions"], selection["steps"]))
         assert selection["method"] == "perturbation" and selection["score"] == score
+        assert selection["discretize"] == "once"
         assert {s["decision"]: s["chosen"] for s in selection["steps"]} == record["decisions"]
         assert all("none" not in s["without"] and len(s["without"]) == 4 for s in selection["steps"])
         assert "derived by perturbation" in (out / "report.md").read_text()

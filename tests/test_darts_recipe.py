@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from omegaconf import OmegaConf
 import torch
 from torch import nn
 
 from compiler import compile_source
 from conftest import ROOT
+from search.darts.config import darts_config
 from search.data.digits import load_digits_splits
 from search.training import train
 from search.training.config import ConfigError
@@ -92,3 +94,9 @@ def test_the_benchmark_reads_a_derived_nb201_cell_as_the_tables_string() -> None
     assert cell == "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
     table = ROOT.parent / "shared" / "data" / "nb201-cifar10.csv"
     assert bench.load_accuracies(table)[cell] == pytest.approx(94.3733)  # the benchmark's best cell
+    # every variant's overrides name settings that exist, with values the DARTS config accepts
+    for name, overrides in bench.VARIANTS.items():
+        node = OmegaConf.to_container(OmegaConf.from_dotlist(overrides)).get("search", {})  # type: ignore[union-attr]
+        settings = darts_config(node)
+        assert settings.relaxation in ("softmax", "dirichlet", "gumbel"), name
+    assert darts_config({}).derive.method == "perturbation"   # `default` adds nothing to the shipped config

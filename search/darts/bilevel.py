@@ -219,10 +219,15 @@ class BilevelSearch:
         return _threads(self.cfg.cpu_threads, self.device)
 
     def val_inputs(self, count: int) -> torch.Tensor | None:
-        """The first ``count`` images of the validation split, normalised on the device (None: no split)."""
-        for x, _ in self.val_loader:
-            return x[:count]
-        return None
+        """``count`` images of the validation split (all of it when smaller) drawn at random with the run's seed,
+        normalised on the device; None: no validation split. At random because the split keeps the data set's order,
+        which is by class: the first 64 validation images of CIFAR-10 are all airplanes."""
+        total = len(self.data.val)
+        if total == 0:
+            return None
+        index = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))[:count]
+        loader = DeviceLoader(self.data.val.subset(index), len(index), self.device, self.data.mean, self.data.std)
+        return next(iter(loader))[0]
 
     @torch.no_grad()
     def validate(self) -> float:

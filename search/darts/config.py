@@ -58,8 +58,8 @@ class DeriveConfig:
     #                                  Zero-Cost-PT; perturbation.py) | argmax: the largest architecture weight (DARTS)
     score: str = "naswot"            # perturbation: naswot (one minibatch) | val_acc (the validation split)
     order: str = "random"            # perturbation: decisions in a seeded random order | fixed (the space's order)
-    discretize: str = "progressive"  # perturbation: a decided decision is one-hot for the next | once: every
-    #                                  decision is scored in the supernet as trained
+    discretize: str = "once"         # perturbation: every decision is scored in the supernet as trained | progressive:
+    #                                  a decided decision is one-hot for the next (the papers', with fine-tuning)
     batch_size: int = 64             # perturbation with score=naswot: the minibatch's size
 
 

@@ -12,16 +12,22 @@ supernet with a zero-cost proxy instead of its validation accuracy, which costs 
 Scores (``search.derive.score``), higher = the supernet is better with these mixing weights:
 * ``val_acc``: the supernet's accuracy on the validation split (DARTS-PT; with batch statistics, see
   ``accuracy_score``);
-* ``naswot``: the activation-pattern kernel of ``search/proxies/naswot.py`` on a fixed minibatch of the validation
-  split (Zero-Cost-PT's criterion), in train mode on a copy of the supernet, so its running statistics stay.
-A removed option's weight is set to 0 without renormalising the rest (as both papers mask it); a decided decision
-becomes one-hot (``discretize=progressive``), or every decision is scored in the supernet as trained
-(``discretize=once``: what a decision sees does not depend on the others' outcome, and the order does not matter).
-DARTS-PT fine-tunes the supernet for a few epochs after each decision; this selection does not (it would double
-the search's cost at the CPU setting), which is Zero-Cost-PT's procedure.
+* ``naswot``: the activation-pattern kernel of ``search/proxies/naswot.py`` on one minibatch drawn at random (with
+  the run's seed) from the validation split (Zero-Cost-PT's criterion), in train mode on a copy of the supernet, so
+  its running statistics stay.
+A removed option's weight is set to 0 without renormalising the rest (as both papers mask it). Every decision is
+scored in the supernet as trained (``discretize=once``, the default: what a decision sees does not depend on the
+others' outcome, and the order does not matter), or a decided decision becomes one-hot for the next
+(``discretize=progressive``, the papers' procedure). DARTS-PT fine-tunes the supernet for a few epochs after each
+decision, which is what keeps its progressive discretization on the supernet's training distribution; this
+selection does not (it would double the search's cost at the CPU setting), and without it the supernet drifts
+away from what it was trained as with each one-hot decision (on NAS-Bench-201 at the CPU setting its validation
+accuracy falls from ~47 % to ~19 %), which is why ``once`` is the default (BENCHMARKS.md, "Derivation by
+perturbation": the same mean, a smaller spread).
 With ``search.derive.top_inputs`` (DARTS' cells) the options are chosen this way and the edges each node keeps are
 still ranked by their architecture weights (derive.py's ``keep_strongest``). The decisions are taken in a random
-order drawn from the run's seed (``order=random``, the papers' default) or in the space's order (``order=fixed``).
+order drawn from the run's seed (``order=random``, the papers' default) or in the space's order (``order=fixed``)
+when progressive.
 Everything is deterministic for a seed, so a resumed run derives the same.
 """
 from __future__ import annotations

@@ -193,8 +193,8 @@ class Darts(OneShotStrategy):
                               "discretize": derivation.discretize,
                               "seconds": round(time.perf_counter() - start, 3),
                               "steps": steps_json(supernet.relaxed, steps)}
-            print(f"derivation by perturbation ({derivation.score}, {derivation.discretize}, "
-                  f"{derivation.order} order): {self.selection['seconds']:.1f} s")
+            how = f"progressive, {derivation.order} order" if derivation.discretize == "progressive" else "once"
+            print(f"derivation by perturbation ({derivation.score}, {how}): {self.selection['seconds']:.1f} s")
         else:
             op_choices = derive(supernet.relaxed, last["softmax"], derivation.exclude_zero)
         choices = op_choices
