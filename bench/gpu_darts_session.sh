@@ -4,23 +4,44 @@
 # variant, seeds 0-2, each under its own time limit so that the whole session stays under about 8 minutes of device
 # time (SEED_S per seed, default 140 s; EPOCHS, default 8). A seed cut by its limit is reported as failed; rerun
 # with fewer EPOCHS. Results (JSON, logs) go to $OUT.
-# Carry with the call (device tool, carry=[".gpu"]): .gpu/wheels (hydra-core, omegaconf, antlr4-python3-runtime,
-# lark, jinja2 if missing there) and .gpu/cifar10-jpeg.tar.xz and .gpu/nb201-cifar10.csv copied from ../shared/data.
-#   run(command="bash bench/gpu_darts_session.sh", carry=[".gpu"], timeout_s=560)
+#
+# Prepare on the dev machine, once per checkout (the GPU machine has no network, lacks hydra-core/omegaconf/antlr4/
+# lark, and does not see ../shared):
+#   bash bench/gpu_darts_session.sh prepare      # gpu_cifar10_session.sh's wheels and data, and the NB201 table
+# then run with the device tool: command `bash bench/gpu_darts_session.sh`, carry [".gpu"], timeout_s 560.
+# Dry run on a CPU (every step of the script, the full-size supernet, a few images, one epoch):
+#   OUT=/tmp/gpu_darts_dry SEEDS=0 EPOCHS=1 bash bench/gpu_darts_session.sh search.device=cpu dataset.max_per_class=10
+# Arguments after the script name are overrides for every run (they come after the cuda setting's, so they win).
 set -u
+if [ "${1:-}" = prepare ]; then
+    set -e
+    bash bench/gpu_cifar10_session.sh prepare
+    cp -u ../shared/data/nb201-cifar10.csv .gpu/
+    exit 0
+fi
 OUT=${OUT:-build/gpu_darts_out}; mkdir -p "$OUT"
-export AUTOML_SHARED_DATA=$PWD/.gpu AUTOML_CODEGEN_CACHE=/tmp/automl-cache PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-ls .gpu/wheels/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-deps --no-index .gpu/wheels/*.whl 2>&1 | tail -2
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+WORK=/tmp/darts_nb201; rm -rf "$WORK"
+if ls .gpu/wheels/*.whl > /dev/null 2>&1; then   # as gpu_cifar10_session.sh: beside the machine's packages
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .gpu/wheels/*.whl 2>&1 | tail -2
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+[ -f .gpu/cifar10-jpeg.tar.xz ] && export AUTOML_SHARED_DATA=$PWD/.gpu
+TABLE=.gpu/nb201-cifar10.csv; [ -f "$TABLE" ] || TABLE=../shared/data/nb201-cifar10.csv
+export AUTOML_CODEGEN_CACHE=${AUTOML_CODEGEN_CACHE:-/tmp/automl-cache} PYTHONUNBUFFERED=1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
+  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
+      torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
   nproc; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 VARIANT=${VARIANT:-default}
 for seed in ${SEEDS:-0 1 2}; do
   timeout "${SEED_S:-140}" python3 bench/darts_nb201.py --device cuda --variants "$VARIANT" --seeds "$seed" \
-      --table .gpu/nb201-cifar10.csv --work /tmp/darts_nb201 --json "$OUT/darts_nb201_seed$seed.json" \
-      "search.epochs=${EPOCHS:-8}" > "$OUT/seed$seed.log" 2>&1
+      --table "$TABLE" --work "$WORK" --json "$OUT/darts_nb201_seed$seed.json" \
+      "search.epochs=${EPOCHS:-8}" "$@" > "$OUT/seed$seed.log" 2>&1
   echo "=== seed $seed (exit $?)"; tail -n 4 "$OUT/seed$seed.log"
-  cat /tmp/darts_nb201/cuda/$VARIANT/seed$seed.log >> "$OUT/seed$seed.log" 2>/dev/null  # the search's own log
+  cat "$WORK/cuda/$VARIANT/seed$seed.log" >> "$OUT/seed$seed.log" 2>/dev/null  # the search's own log
 done
 ls -la "$OUT"

@@ -82,6 +82,7 @@ def test_the_loop_alone_writes_darts_history(tmp_path: Path, monkeypatch: pytest
     assert (out / "best" / "weights.pt").is_file() and "## DARTS" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow   # ~30 s; plain DARTS resumes in the default run too (test_darts_variants)
 def test_a_killed_darts_run_resumes_through_the_common_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert darts(tmp_path / "whole", "search.epochs=3") == 0
     out = tmp_path / "run"

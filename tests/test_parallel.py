@@ -163,6 +163,7 @@ def test_an_evaluator_sent_to_a_worker_leaves_its_data_behind() -> None:
     assert copy._data is None and copy.data.input_shape == (1, 8, 8)  # loaded again where it is used
 
 
+@pytest.mark.slow   # ~30 s; two workers against one in process: test_random_search_with_two_workers_...
 def test_cli_two_workers_give_the_one_worker_history_and_measured_latency_is_refused(tmp_path: Path) -> None:
     args = ["+search=random", "search.budget=4", "evaluator.search_overrides.budget.epochs=2",
             "evaluator.final_overrides.budget.epochs=1", "search.progress=false", "task.export_best=false"]

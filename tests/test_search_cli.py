@@ -22,7 +22,6 @@ def _essence(out: Path) -> list[tuple]:
             for r in map(json.loads, lines)]
 
 
-@pytest.mark.slow
 def test_main_job_writes_a_real_best_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = run_cli("+search=evolution", *FAST, "evaluator.final_overrides.budget.epochs=15", f"out_dir={out}",
