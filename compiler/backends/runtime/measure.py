@@ -269,6 +269,20 @@ def _rss_bytes() -> int:
         return _peak_rss_bytes()
 
 
+def _anon_rss_bytes() -> int | None:
+    """The anonymous part of the resident set (Linux >= 4.5: RssAnon), where tensors live; None where unknown.
+    The rest is file pages, e.g. a data set cache mapped with mmap, which the kernel drops and maps again at any
+    time: growth measured on the whole RSS can lose a block's allocation to such a drop."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where the peak cannot be reset."""
     try:
@@ -308,7 +322,7 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
             gc.collect()  # free garbage now: collected inside the block, it would hide the block's growth
-            self._base = _rss_bytes()
+            self._base, self._anon_base = _rss_bytes(), _anon_rss_bytes()
             if not _reset_peak_rss():
                 self.kind = "cpu_rss_growth_upper_bound"  # the process-wide peak cannot be reset here
         return self
@@ -318,8 +332,11 @@ class MemoryMeter:
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
         else:
             # The current RSS bounds the peak from below: some kernels (gVisor) do not raise the peak
-            # mark again after it was reset, so the mark alone can read below the block's live memory.
-            self.peak_bytes = max(0, _peak_rss_bytes() - self._base, _rss_bytes() - self._base)
+            # mark again after it was reset, so the mark alone can read below the block's live memory; and the
+            # anonymous part's growth is not lowered by file pages the kernel dropped meanwhile.
+            anon = _anon_rss_bytes()
+            anon_growth = anon - self._anon_base if anon is not None and self._anon_base is not None else 0
+            self.peak_bytes = max(0, _peak_rss_bytes() - self._base, _rss_bytes() - self._base, anon_growth)
 
 
 # ---- one model ----------------------------------------------------------------------------------
