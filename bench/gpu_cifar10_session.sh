@@ -34,20 +34,7 @@ print(' '.join(f'{n}=={v(n)}' for n in ('hydra-core', 'omegaconf', 'antlr4-pytho
 fi
 FINAL=${OUT:-build/gpu_cifar10}; mkdir -p "$FINAL"
 WORK=/tmp/cifar10_search; rm -rf "$WORK"; mkdir -p "$WORK"
-if ls .gpu/wheels/*.whl > /dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .gpu/wheels/*.whl 2>&1 | tail -2
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-[ -f .gpu/cifar10-jpeg.tar.xz ] && export AUTOML_SHARED_DATA=$PWD/.gpu
-export AUTOML_CODEGEN_CACHE=${AUTOML_CODEGEN_CACHE:-/tmp/automl-cache} PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
-  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
-      torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
-  nproc; } > "$FINAL/machine.txt" 2>&1
-cat "$FINAL/machine.txt"
+source bench/gpu_env.sh "$FINAL"   # wheels, data, machine.txt
 timeout "${TOTAL_S:-560}" python3 bench/cifar10_search.py --work "$WORK" --seeds 0 --search-seconds "${SEARCH_S:-240}" \
     --round 8 --runs "${RUNS:-5}" --anchors airbench94,airbench95,airbench96 --confirm 3 --time-limit "${TIME_S:-530}" \
     "$@" 2>&1 | tee "$FINAL/cifar10_search.log"

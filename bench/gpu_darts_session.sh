@@ -21,21 +21,8 @@ if [ "${1:-}" = prepare ]; then
 fi
 OUT=${OUT:-build/gpu_darts_out}; mkdir -p "$OUT"
 WORK=/tmp/darts_nb201; rm -rf "$WORK"
-if ls .gpu/wheels/*.whl > /dev/null 2>&1; then   # as gpu_cifar10_session.sh: beside the machine's packages
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .gpu/wheels/*.whl 2>&1 | tail -2
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-[ -f .gpu/cifar10-jpeg.tar.xz ] && export AUTOML_SHARED_DATA=$PWD/.gpu
+source bench/gpu_env.sh "$OUT"   # wheels, data, machine.txt
 TABLE=.gpu/nb201-cifar10.csv; [ -f "$TABLE" ] || TABLE=../shared/data/nb201-cifar10.csv
-export AUTOML_CODEGEN_CACHE=${AUTOML_CODEGEN_CACHE:-/tmp/automl-cache} PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
-  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
-      torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
-  nproc; } > "$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
 VARIANT=${VARIANT:-default}
 for seed in ${SEEDS:-0 1 2}; do
   timeout "${SEED_S:-140}" python3 bench/darts_nb201.py --device cuda --variants "$VARIANT" --seeds "$seed" \

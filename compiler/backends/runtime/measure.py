@@ -269,18 +269,23 @@ def _rss_bytes() -> int:
         return _peak_rss_bytes()
 
 
+def _status_bytes(field: str) -> int | None:
+    """A memory figure of /proc/self/status (Linux; given in KiB there), None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # not Linux
+    return None
+
+
 def _anon_rss_bytes() -> int | None:
     """The anonymous part of the resident set (Linux >= 4.5: RssAnon), where tensors live; None where unknown.
     The rest is file pages, e.g. a data set cache mapped with mmap, which the kernel drops and maps again at any
     time: growth measured on the whole RSS can lose a block's allocation to such a drop."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _status_bytes("RssAnon")
 
 
 def _reset_peak_rss() -> bool:
@@ -294,13 +299,9 @@ def _reset_peak_rss() -> bool:
 
 
 def _peak_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass  # not Linux: fall through to getrusage
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:  # Windows: no peak figure from the standard library
