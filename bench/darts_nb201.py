@@ -25,8 +25,9 @@ Variants (each a list of overrides on top of the setting; ``default`` is the shi
   pt_val, pt_naswot, pc_pt_val, pc_pt_naswot   plain or pc, derived by perturbation (search.derive.method=
          perturbation) scored by the supernet's validation accuracy (DARTS-PT) or NASWOT (Zero-Cost-PT), one
          decision made one-hot after the other (discretize=progressive); with the suffix _once each decision scored
-         in the supernet as trained (discretize=once; default = plain + pt_naswot_once). The record also gives the
-         table accuracy of the argmax cell of the same supernet (argmax_accuracy).
+         in the supernet as trained (discretize=once; default = plain + pt_naswot_once); with the suffix _tuned
+         progressive with 100 weight steps of fine-tuning after each decision (DARTS-PT's, finetune_steps=100).
+         The record also gives the table accuracy of the argmax cell of the same supernet (argmax_accuracy).
 """
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ VARIANTS: dict[str, list[str]] = {
     "pc": ["search.relaxation=softmax", "search.beta_decay.weight=0", "search.partial_channels=2"],
     "gdas": ["search.relaxation=gumbel", "search.beta_decay.weight=0", "search.partial_channels=1"],
 }
-PERTURBATION = {f"pt_{name}{'_once' if how == 'once' else ''}": [
-    "search.derive.method=perturbation", f"search.derive.score={score}", f"search.derive.discretize={how}"]
-    for name, score in (("val", "val_acc"), ("naswot", "naswot")) for how in ("progressive", "once")}
+DISCRETIZE = {"": ["search.derive.discretize=progressive"], "_once": ["search.derive.discretize=once"],
+              "_tuned": ["search.derive.discretize=progressive", "search.derive.finetune_steps=100"]}
+PERTURBATION = {f"pt_{name}{suffix}": ["search.derive.method=perturbation", f"search.derive.score={score}", *how]
+                for name, score in (("val", "val_acc"), ("naswot", "naswot")) for suffix, how in DISCRETIZE.items()}
 for _name, _base in (("plain", "plain"), ("pc", "pc")):   # each trained supernet derived by perturbation too
     for _pt, _overrides in PERTURBATION.items():
         VARIANTS[_pt if _name == "plain" else f"{_name}_{_pt}"] = [*VARIANTS[_base], *_overrides]

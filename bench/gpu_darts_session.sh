@@ -12,6 +12,8 @@
 # Dry run on a CPU (every step of the script, the full-size supernet, a few images, one epoch):
 #   OUT=/tmp/gpu_darts_dry SEEDS=0 EPOCHS=1 bash bench/gpu_darts_session.sh search.device=cpu dataset.max_per_class=10
 # Arguments after the script name are overrides for every run (they come after the cuda setting's, so they win).
+# ALSO="pt_naswot_tuned ..." re-derives each seed's trained supernet with those variants too (--supernets-from:
+# derivation only, ALSO_S seconds each, default 60), e.g. fine-tuning between decisions; off by default (budget).
 set -u
 if [ "${1:-}" = prepare ]; then
     set -e
@@ -30,5 +32,11 @@ for seed in ${SEEDS:-0 1 2}; do
       "search.epochs=${EPOCHS:-8}" "$@" > "$OUT/seed$seed.log" 2>&1
   echo "=== seed $seed (exit $?)"; tail -n 4 "$OUT/seed$seed.log"
   cat "$WORK/cuda/$VARIANT/seed$seed.log" >> "$OUT/seed$seed.log" 2>/dev/null  # the search's own log
+  for also in ${ALSO:-}; do
+    timeout "${ALSO_S:-60}" python3 bench/darts_nb201.py --device cuda --variants "$also" --seeds "$seed" \
+        --table "$TABLE" --work "$WORK" --supernets-from "$VARIANT" --json "$OUT/darts_nb201_${also}_seed$seed.json" \
+        "search.epochs=${EPOCHS:-8}" "$@" > "$OUT/${also}_seed$seed.log" 2>&1
+    echo "=== $also seed $seed (exit $?)"; tail -n 3 "$OUT/${also}_seed$seed.log"
+  done
 done
 ls -la "$OUT"

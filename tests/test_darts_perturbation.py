@@ -14,7 +14,7 @@ from compiler.errors import Span
 from compiler.space import Decision, load_space
 from compiler.supernet import RelaxedDecision, build_supernet
 from conftest import run_cli
-from search.darts.bilevel import BilevelSearch
+from search.darts.bilevel import BilevelSearch, Tuner
 from search.darts.config import DartsConfigError, darts_config
 from search.darts.perturbation import accuracy_score, decision_order, naswot_score, select
 from search.data.digits import load_digits_splits
@@ -69,6 +69,32 @@ def test_once_scores_every_decision_in_the_supernet_as_trained() -> None:
     assert choices == select(relaxed, base, score, order=[1, 0], progressive=False)[0]   # the order does not matter
 
 
+def test_retune_gives_the_score_of_the_next_decisions_in_progressive_order() -> None:
+    relaxed = _decisions(3)
+    base = [torch.full((4,), 0.25) for _ in range(3)]
+    tuned_with: list[list[torch.Tensor]] = []
+    used: list[int] = []
+
+    def scorer(generation: int):       # the score of the supernet tuned `generation` times: prefers option 1 + gen
+        def score(weights: list[torch.Tensor]) -> float:
+            used.append(generation)
+            return float(sum(w[1 + generation] for w in weights))
+        return score
+
+    def retune(weights: list[torch.Tensor]):
+        tuned_with.append([w.clone() for w in weights])
+        return scorer(len(tuned_with))
+
+    choices, steps = select(relaxed, base, scorer(0), order=[2, 0, 1], retune=retune)
+    assert len(tuned_with) == 2                                   # after each decision but the last
+    assert torch.equal(tuned_with[0][2], torch.tensor([0.0, 1.0, 0.0, 0.0]))  # decided: one-hot; the rest as trained
+    assert torch.equal(tuned_with[0][0], base[0]) and torch.equal(tuned_with[1][0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert used == [0] * 3 + [1] * 3 + [2] * 3                    # each decision scored by the latest tuning
+    assert choices == (2, 3, 1) and [s.chosen for s in steps] == [1, 2, 3]
+    with pytest.raises(ValueError, match="progressive"):
+        select(relaxed, base, scorer(0), order=[0, 1, 2], progressive=False, retune=retune)
+
+
 def test_nan_scores_count_as_harmless_and_ties_take_the_first_option() -> None:
     relaxed = _decisions(1)
     scores = iter([float("nan"), 1.0, 1.0])
@@ -83,18 +109,21 @@ def test_orders_are_seeded_permutations_or_the_spaces() -> None:
     assert any(decision_order(6, "random", s) != random_order for s in range(8, 12))
 
 
-def test_scores_read_the_supernet_without_changing_it() -> None:
-    data = load_digits_splits()
-    # the validation split in class order, as CIFAR-10's image folders give it
-    data = replace(data, val=data.val.subset(torch.argsort(data.val.labels, stable=True)))
-    supernet = build_supernet(load_space("""
+TINY = """
 model tiny(num_classes = 10) {
     input x: [1, 8, 8]
     x = x -> conv(8, 3) -> bn -> relu
     x = x -> [conv(8, 3) | maxpool(3, stride=1, padding=1) | identity] as op
     output x -> relu -> flatten -> linear(num_classes)
 }
-""", "tiny.arch"))
+"""
+
+
+def test_scores_read_the_supernet_without_changing_it() -> None:
+    data = load_digits_splits()
+    # the validation split in class order, as CIFAR-10's image folders give it
+    data = replace(data, val=data.val.subset(torch.argsort(data.val.labels, stable=True)))
+    supernet = build_supernet(load_space(TINY, "tiny.arch"))
     search = BilevelSearch(supernet, data, settings(epochs=1), seed=0, identity={"test": 1})
     search.run()
     state = {k: v.clone() for k, v in search.model.state_dict().items()}
@@ -116,6 +145,30 @@ model tiny(num_classes = 10) {
     assert all(torch.equal(state[k], v) for k, v in search.model.state_dict().items())  # running stats untouched
 
 
+def test_tuner_fine_tunes_a_copy_the_same_way_after_a_resume(tmp_path: Path) -> None:
+    data = load_digits_splits()
+    supernet = build_supernet(load_space(TINY, "tiny.arch"))
+    checkpoint = tmp_path / "darts_state.pt"
+    search = BilevelSearch(supernet, data, settings(epochs=1), seed=0, checkpoint=checkpoint, identity={"test": 1})
+    search.run()
+    trained = {k: v.clone() for k, v in search.model.state_dict().items()}
+    conv_only = [torch.tensor([1.0, 0.0, 0.0])]
+    tuned = Tuner(search).tune(conv_only, 3)
+    assert tuned is not search.model and Tuner(search).optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+    assert all(torch.equal(trained[k], v) for k, v in search.model.state_dict().items())  # the search's: as trained
+    after = tuned.state_dict()
+    moved = {k for k in trained if not torch.equal(trained[k], after[k])}
+    assert {"conv1.weight", "conv2.weight", "linear1.weight", "bn1.running_mean"} <= moved
+    assert "alphas.0" in trained and "alphas.0" not in moved   # the logits stay
+    # a run resumed from the checkpoint tunes on the same batches: the same weights
+    resumed = BilevelSearch(supernet, data, settings(epochs=1), seed=0, checkpoint=checkpoint, identity={"test": 1})
+    resumed.run()
+    again = Tuner(resumed).tune(conv_only, 3).state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)
+    with pytest.raises(FloatingPointError, match="finetune_lr"):
+        Tuner(resumed, lr=1e30).tune([torch.tensor([1.0, 0.0, 0.0])], 5)
+
+
 def test_bad_settings_are_named() -> None:
     with pytest.raises(DartsConfigError, match=r"^search.derive.method: error: method must be one of argmax, "):
         darts_config({"derive": {"method": "best"}})
@@ -125,6 +178,13 @@ def test_bad_settings_are_named() -> None:
         darts_config({"derive": {"discretize": "all"}})
     with pytest.raises(DartsConfigError, match=r"^search.derive.batch_size: error"):
         darts_config({"derive": {"batch_size": 1}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.finetune_steps: error: finetune_steps fine-tunes .*"
+                                               r"derive.discretize=progressive"):
+        darts_config({"derive": {"finetune_steps": 10}})            # the default discretize=once has no "between"
+    with pytest.raises(DartsConfigError, match=r"^search.derive.finetune_steps: error: finetune_steps must be in 0 "):
+        darts_config({"derive": {"finetune_steps": 10**9, "discretize": "progressive"}})
+    with pytest.raises(DartsConfigError, match=r"^search.derive.finetune_lr: error"):
+        darts_config({"derive": {"finetune_lr": 0.0}})
 
 
 def test_cli_derivation_by_perturbation_is_recorded_and_repeatable(tmp_path: Path) -> None:
@@ -144,3 +204,15 @@ def test_cli_derivation_by_perturbation_is_recorded_and_repeatable(tmp_path: Pat
         assert all("none" not in s["without"] and len(s["without"]) == 4 for s in selection["steps"])
         assert "derived by perturbation" in (out / "report.md").read_text()
     assert runs[0] == runs[1]   # the same seed: the same scores, the same derivation
+
+
+def test_cli_fine_tuning_between_decisions_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("+search=darts", "search.epochs=1", "search.train_derived=false", "search.derive.score=val_acc",
+                   "search.derive.discretize=progressive", "search.derive.finetune_steps=4", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("derivation by perturbation (val_acc, progressive, random order, 4 fine-tuning steps after each"
+            in proc.stdout)
+    assert "4 fine-tuning steps between decisions: DARTS-PT)" in proc.stdout
+    selection = json.loads((out / "alphas.json").read_text())["selection"]
+    assert selection["finetune_steps"] == 4 and selection["discretize"] == "progressive"

@@ -12,6 +12,7 @@ restarted on the same checkpoint continues from the next epoch and ends as an un
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -336,6 +337,52 @@ class BilevelSearch:
                                  f"{str(err).splitlines()[0][:200]})", self.checkpoint) from err
         self.history = list(state["history"])
         return int(state["epochs_done"])
+
+
+class Tuner:
+    """DARTS-PT's fine-tuning between progressive decisions (``search.derive.finetune_steps``): weight steps of a
+    copy of the trained supernet (the search's own model and checkpoint stay as trained) on the weights' part of the
+    training split, with the mixing weights of the derivation so far (decided decisions one-hot, the others at the
+    trained mixture) held fixed. DARTS-PT's own tuning also takes architecture steps, except in its fixed-alpha
+    variant (a supernet whose alpha never trains; its code's `blank` method); here the weights alone are tuned.
+    SGD with fresh momentum at a constant learning rate (DARTS-PT: the search's lr / 10), the search's weight decay
+    and gradient clip. The batches continue the search's data order, so a resumed run, which restores that order
+    with the supernet, derives the same."""
+
+    def __init__(self, search: BilevelSearch, lr: float | None = None) -> None:
+        w = search.cfg.weights
+        self.model = copy.deepcopy(search.model).train()
+        for p in self.model.arch_parameters():      # the architecture logits stay as trained
+            p.requires_grad_(False)
+        params = self.model.weight_parameters()
+        self.params, self.grad_clip = params, w.grad_clip
+        self.optimizer = torch.optim.SGD(params, lr=lr if lr is not None else w.lr / 10, momentum=w.momentum,
+                                         weight_decay=w.weight_decay)
+        self.batches = _endless(search.weight_loader)   # the search is over: its loader goes on from there
+        self.steps = 0
+
+    def tune(self, weights: Sequence[torch.Tensor], steps: int) -> nn.Module:
+        """The tuned copy after ``steps`` more weight steps with the mixing ``weights``."""
+        mixing = [w.detach() for w in weights]
+        for _ in range(steps):
+            x, y = next(self.batches)
+            loss = F.cross_entropy(self.model(x, weights=mixing), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} while fine-tuning between decisions: lower "
+                                         "search.derive.finetune_lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.optimizer.step()
+            self.steps += 1
+        return self.model
+
+
+def _endless(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    while True:
+        yield from loader
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -61,6 +61,9 @@ class DeriveConfig:
     discretize: str = "once"         # perturbation: every decision is scored in the supernet as trained | progressive:
     #                                  a decided decision is one-hot for the next (the papers', with fine-tuning)
     batch_size: int = 64             # perturbation with score=naswot: the minibatch's size
+    finetune_steps: int = 0          # progressive: weight steps on the supernet after each decision (DARTS-PT's
+    #                                  fine-tuning; bilevel.py's Tuner); 0: none
+    finetune_lr: Optional[float] = None  # their constant learning rate; null: weights.lr / 10 (DARTS-PT's)
 
 
 @dataclass
@@ -85,6 +88,7 @@ DERIVE_METHODS = ("argmax", "perturbation")
 PERTURBATION_SCORES = ("val_acc", "naswot")   # search/darts/perturbation.py
 PERTURBATION_ORDERS = ("random", "fixed")
 DISCRETIZE = ("progressive", "once")
+FINETUNE_STEPS_MAX = 1_000_000  # a limit checked before the work (a step is one minibatch through the supernet)
 
 
 @dataclass
@@ -159,6 +163,14 @@ def _check(cfg: DartsConfig) -> None:
          f"order must be one of {', '.join(PERTURBATION_ORDERS)}"),
         ("derive.batch_size", 2 <= cfg.derive.batch_size <= 1024, "batch_size must be in 2 .. 1024"),
         ("derive.discretize", cfg.derive.discretize in DISCRETIZE, f"discretize must be {' or '.join(DISCRETIZE)}"),
+        ("derive.finetune_steps", 0 <= cfg.derive.finetune_steps <= FINETUNE_STEPS_MAX,
+         f"finetune_steps must be in 0 .. {FINETUNE_STEPS_MAX:,}"),
+        ("derive.finetune_steps", cfg.derive.finetune_steps == 0 or (cfg.derive.method == "perturbation"
+                                                                     and cfg.derive.discretize == "progressive"),
+         "finetune_steps fine-tunes the supernet between the decisions of derive.method=perturbation with "
+         "derive.discretize=progressive (set both, or finetune_steps=0)"),
+        ("derive.finetune_lr", cfg.derive.finetune_lr is None or cfg.derive.finetune_lr > 0,
+         "finetune_lr must be > 0 (or null: weights.lr / 10)"),
         ("cpu_threads", cfg.cpu_threads is None or cfg.cpu_threads >= 1, "cpu_threads must be >= 1 (or null)"),
         ("arch.betas", len(cfg.arch.betas) == 2 and all(0 <= b < 1 for b in cfg.arch.betas),
          "arch.betas needs two numbers in [0, 1)"),

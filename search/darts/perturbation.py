@@ -18,12 +18,13 @@ Scores (``search.derive.score``), higher = the supernet is better with these mix
 A removed option's weight is set to 0 without renormalising the rest (as both papers mask it). Every decision is
 scored in the supernet as trained (``discretize=once``, the default: what a decision sees does not depend on the
 others' outcome, and the order does not matter), or a decided decision becomes one-hot for the next
-(``discretize=progressive``, the papers' procedure). DARTS-PT fine-tunes the supernet for a few epochs after each
-decision, which is what keeps its progressive discretization on the supernet's training distribution; this
-selection does not (it would double the search's cost at the CPU setting), and without it the supernet drifts
-away from what it was trained as with each one-hot decision (on NAS-Bench-201 at the CPU setting its validation
-accuracy falls from ~47 % to ~19 %), which is why ``once`` is the default (BENCHMARKS.md, "Derivation by
-perturbation, corrected": 93.645 against 93.494 mean over 12 supernets, lowest 93.223 against 92.923).
+(``discretize=progressive``, the papers' procedure). Without more, the progressive supernet drifts away from what
+it was trained as with each one-hot decision (on NAS-Bench-201 at the CPU setting its validation accuracy falls from
+~47 % to ~19 %); DARTS-PT fine-tunes the supernet for a few epochs after each decision to keep it trained for the
+decisions so far, which ``search.derive.finetune_steps`` does (weight steps of a copy, bilevel.py's ``Tuner``).
+``once`` is the default (BENCHMARKS.md, "Derivation by perturbation, corrected": 93.645 against 93.494 mean over 12
+supernets, lowest 93.223 against 92.923; "Fine-tuning between decisions": progressive with 100 or 300 steps after
+each decision, 93.617 and 93.640 on the same 12, lowest 93.05 and 92.92).
 With ``search.derive.top_inputs`` (DARTS' cells) the options are chosen this way and the edges each node keeps are
 still ranked by their architecture weights (derive.py's ``keep_strongest``). The decisions are taken in a random
 order drawn from the run's seed (``order=random``, the papers' default) or in the space's order (``order=fixed``)
@@ -45,6 +46,7 @@ from compiler.supernet import RelaxedDecision
 from search.proxies.naswot import ActivationKernel, kernel_logdet
 
 Score = Callable[[list[torch.Tensor]], float]   # mixing weights per decision -> the supernet's score
+Retune = Callable[[list[torch.Tensor]], Score]  # mixing weights so far -> the score of the supernet tuned with them
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ def decision_order(count: int, order: str, seed: int) -> list[int]:
 
 
 def select(relaxed: Sequence[RelaxedDecision], base: Sequence[torch.Tensor], score: Score, order: Sequence[int],
-           exclude_zero: bool = True, progressive: bool = True) -> tuple[tuple[int, ...], list[Step]]:
+           exclude_zero: bool = True, progressive: bool = True, retune: Retune | None = None
+           ) -> tuple[tuple[int, ...], list[Step]]:
     """Each decision's option by perturbation (module docstring), starting from the mixing weights ``base``.
 
     The option kept is the one whose removal scores lowest (ties: the first); a NaN score counts as the
@@ -72,7 +75,11 @@ def select(relaxed: Sequence[RelaxedDecision], base: Sequence[torch.Tensor], sco
     decisions not yet fixed, as in the trained supernet. ``progressive`` fixes each decided decision one-hot for
     the trials of the next ones (the papers' procedure); without it every trial perturbs the trained supernet as it
     is (one removal at a time), so no decision is taken in a supernet that earlier ones have moved away from the
-    mixture it was trained with, and the order does not matter."""
+    mixture it was trained with, and the order does not matter. ``retune`` (progressive only) is called after each
+    decision but the last with the mixing weights so far and gives the score the next decisions use: DARTS-PT's
+    fine-tuning of the supernet between decisions (bilevel.py's ``Tuner``)."""
+    if retune is not None and not progressive:
+        raise ValueError("retune fine-tunes between progressive decisions")
     weights = [w.detach().clone() for w in base]
     choices = [0] * len(relaxed)
     steps = []
@@ -92,6 +99,8 @@ def select(relaxed: Sequence[RelaxedDecision], base: Sequence[torch.Tensor], sco
             weights[d][chosen] = 1.0
         choices[d] = chosen
         steps.append(Step(d, without, chosen))
+        if retune is not None and len(steps) < len(order):
+            score = retune(weights)
     return tuple(choices), steps
 
 

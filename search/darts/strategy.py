@@ -20,20 +20,22 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 from omegaconf import OmegaConf
 
 from compiler.errors import ArchError, Span
 from compiler.space import Space
 from compiler.supernet import Supernet, build_supernet
-from search.darts.bilevel import BilevelSearch
+from search.darts.bilevel import BilevelSearch, Tuner
 from search.darts.config import DartsConfig, darts_config, uses_edge_norm
 from search.darts.cost import build_penalty
 from search.darts.derive import collapse, collapse_warning, derive, edge_strengths, keep_strongest
 from search.darts.memory import MemoryEstimate, check_memory, estimate
-from search.darts.perturbation import Step, accuracy_score, decision_order, naswot_score, select, steps_json
+from search.darts.perturbation import Score, Step, accuracy_score, decision_order, naswot_score, select, steps_json
 from search.darts.report import report_notes, write_alpha_history
 from search.data import DataSplits
 from search.evaluators.base import Evaluator
@@ -74,8 +76,11 @@ def variant(settings: DartsConfig) -> str:
     derivation = settings.derive
     if derivation.method == "perturbation":
         how = f"{derivation.order} order" if derivation.discretize == "progressive" else "each in the trained supernet"
-        parts.append(f"derived by perturbation ({derivation.score}, {how}: "
-                     + ("Zero-Cost-PT" if derivation.score == "naswot" else "DARTS-PT without fine-tuning") + ")")
+        steps = derivation.finetune_steps
+        tuned = f", {steps} fine-tuning steps between decisions" if steps else ""
+        paper = ("Zero-Cost-PT" if derivation.score == "naswot"
+                 else "DARTS-PT" + ("" if steps else " without fine-tuning"))
+        parts.append(f"derived by perturbation ({derivation.score}, {how}{tuned}: {paper})")
     if settings.beta_decay.weight:
         parts.append(f"beta-decay {settings.beta_decay.weight:g}")
     if settings.partial_channels > 1:
@@ -190,10 +195,12 @@ class Darts(OneShotStrategy):
             start = time.perf_counter()
             op_choices, steps = self._perturbation(supernet, search)
             self.selection = {"method": "perturbation", "score": derivation.score, "order": derivation.order,
-                              "discretize": derivation.discretize,
+                              "discretize": derivation.discretize, "finetune_steps": derivation.finetune_steps,
                               "seconds": round(time.perf_counter() - start, 3),
                               "steps": steps_json(supernet.relaxed, steps)}
             how = f"progressive, {derivation.order} order" if derivation.discretize == "progressive" else "once"
+            if derivation.finetune_steps:
+                how += f", {derivation.finetune_steps} fine-tuning steps after each decision"
             print(f"derivation by perturbation ({derivation.score}, {how}): {self.selection['seconds']:.1f} s")
         else:
             op_choices = derive(supernet.relaxed, last["softmax"], derivation.exclude_zero)
@@ -216,20 +223,31 @@ class Darts(OneShotStrategy):
         derivation = self.settings.derive
         with torch.no_grad():
             base = search.relaxation.expected(search.op_logits)
+        scorer: Callable[[nn.Module], Score]
         if derivation.score == "naswot":
             inputs = search.val_inputs(derivation.batch_size)
             if inputs is None:
                 raise SearchStopped("search.derive.score=naswot scores a minibatch of the validation split, which "
                                     "is empty here: give the data set a validation split", 2)
-            score = naswot_score(search.model, inputs)
+            scorer = partial(naswot_score, inputs=inputs)
         else:
             if not len(search.val_loader.labels):
                 raise SearchStopped("search.derive.score=val_acc needs a validation split, which is empty here", 2)
-            score = accuracy_score(search.model, list(search.val_loader))
+            scorer = partial(accuracy_score, batches=list(search.val_loader))
         order = decision_order(len(supernet.relaxed), derivation.order, search.seed)
+        progressive = derivation.discretize == "progressive"
         with search.threads():
-            return select(supernet.relaxed, base, score, order, derivation.exclude_zero,
-                          progressive=derivation.discretize == "progressive")
+            retune = None
+            if derivation.finetune_steps:
+                tuner = Tuner(search, derivation.finetune_lr)
+
+                def retune(weights: list[torch.Tensor]) -> Score:
+                    return scorer(tuner.tune(weights, derivation.finetune_steps))
+            try:
+                return select(supernet.relaxed, base, scorer(search.model), order, derivation.exclude_zero,
+                              progressive, retune)
+            except FloatingPointError as err:
+                raise SearchStopped(str(err), 3) from err
 
     def phase_state(self) -> dict[str, Any]:
         return {"checkpoint": CHECKPOINT_FILE, "epochs_done": len(self.history)}
