@@ -66,6 +66,20 @@ def _frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
+             grad_clip: float | None, x: torch.Tensor, y: torch.Tensor, **mixing: Any) -> tuple[float, torch.Tensor]:
+    """One step of ``optimizer`` on the cross-entropy of ``model(x, **mixing)``, the gradient of ``params`` clipped
+    to ``grad_clip``: the loss and the (detached) logits."""
+    logits = model(x, **mixing)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return float(loss.detach()), logits.detach()
+
+
 @contextmanager
 def _threads(count: int | None, device: torch.device) -> Iterator[None]:
     saved = torch.get_num_threads()
@@ -155,14 +169,9 @@ class BilevelSearch:
         with torch.no_grad():
             mixing = self.relaxation.sample(self.op_logits, self.progress)
         with _frozen(self.alphas):
-            logits = self.model(x, weights=mixing.weights, active=mixing.active)
-            loss = F.cross_entropy(logits, y)
-            self.w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-        if self.cfg.weights.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.weights, self.cfg.weights.grad_clip)
-        self.w_opt.step()
-        return float(loss.detach()), int((logits.detach().argmax(1) == y).sum())
+            loss, logits = sgd_step(self.model, self.w_opt, self.weights, self.cfg.weights.grad_clip, x, y,
+                                    weights=mixing.weights, active=mixing.active)
+        return loss, int((logits.argmax(1) == y).sum())
 
     def _unrolled_grads(self, xw: torch.Tensor, yw: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor
                         ) -> tuple[Sequence[torch.Tensor | None], torch.Tensor, torch.Tensor]:
@@ -354,29 +363,20 @@ class Tuner:
         self.model = copy.deepcopy(search.model).train()
         for p in self.model.arch_parameters():      # the architecture logits stay as trained
             p.requires_grad_(False)
-        params = self.model.weight_parameters()
-        self.params, self.grad_clip = params, w.grad_clip
-        self.optimizer = torch.optim.SGD(params, lr=lr if lr is not None else w.lr / 10, momentum=w.momentum,
+        self.params, self.grad_clip = self.model.weight_parameters(), w.grad_clip
+        self.optimizer = torch.optim.SGD(self.params, lr=lr if lr is not None else w.lr / 10, momentum=w.momentum,
                                          weight_decay=w.weight_decay)
         self.batches = _endless(search.weight_loader)   # the search is over: its loader goes on from there
-        self.steps = 0
 
     def tune(self, weights: Sequence[torch.Tensor], steps: int) -> nn.Module:
         """The tuned copy after ``steps`` more weight steps with the mixing ``weights``."""
         mixing = [w.detach() for w in weights]
         for _ in range(steps):
-            x, y = next(self.batches)
-            loss = F.cross_entropy(self.model(x, weights=mixing), y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} while fine-tuning between decisions: lower "
+            loss, _ = sgd_step(self.model, self.optimizer, self.params, self.grad_clip, *next(self.batches),
+                               weights=mixing)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss} while fine-tuning between decisions: lower "
                                          "search.derive.finetune_lr")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-            self.optimizer.step()
-            self.steps += 1
         return self.model
 
 
