@@ -23,8 +23,8 @@ it was trained as with each one-hot decision (on NAS-Bench-201 at the CPU settin
 ~47 % to ~19 %); DARTS-PT fine-tunes the supernet for a few epochs after each decision to keep it trained for the
 decisions so far, which ``search.derive.finetune_steps`` does (weight steps of a copy, bilevel.py's ``Tuner``).
 ``once`` is the default (BENCHMARKS.md, "Derivation by perturbation, corrected": 93.645 against 93.494 mean over 12
-supernets, lowest 93.223 against 92.923; "Fine-tuning between decisions": progressive with 100 or 300 steps after
-each decision, 93.617 and 93.640 on the same 12, lowest 93.05 and 92.92).
+supernets, lowest 93.223 against 92.923; "Fine-tuning between decisions": over 18 supernets once 93.668, progressive
+with 100 steps after each decision 93.483, lowest 92.28).
 With ``search.derive.top_inputs`` (DARTS' cells) the options are chosen this way and the edges each node keeps are
 still ranked by their architecture weights (derive.py's ``keep_strongest``). The decisions are taken in a random
 order drawn from the run's seed (``order=random``, the papers' default) or in the space's order (``order=fixed``)
