@@ -19,19 +19,23 @@ from typing import Any, Mapping, Sequence
 from compiler.errors import ArchError, Span
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a torn one."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old one or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def read_json(path: Path) -> Any | None:

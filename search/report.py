@@ -113,7 +113,8 @@ def _plots(records: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, An
     return made
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A metric as reports print it: booleans as words, floats to 4 digits, integers with thousands separators."""
     if isinstance(value, bool):  # before int: bool is an int, and would print as 0/1
         return "true" if value else "false"
     if isinstance(value, float):
@@ -156,12 +157,13 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, objectives: O
              + f"; total evaluation time {sum(r['seconds'] for r in records):.1f} s."
              + (f" {stopped} stopped early by the median rule." if stopped else ""), "", *notes]
     if best is not None:
+        headline = headline_metrics(best["metrics"], objectives)
         lines += ["## Best architecture", "", f"Evaluation {best['index']}: "
-                  + ", ".join(f"{k} = {_fmt(v)}" for k, v in headline_metrics(best["metrics"], objectives)) + ".",
+                  + ", ".join(f"{k} = {format_value(v)}" for k, v in headline) + ".",
                   "", f"Chosen as {best_rule(objectives)}.", "",
                   "Decisions: " + ", ".join(f"`{k}` = `{v}`" for k, v in space.describe(best["genotype"]).items()), ""]
         if final:
-            lines += ["Final training: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in final.items()
+            lines += ["Final training: " + ", ".join(f"{k} = {format_value(v)}" for k, v in final.items()
                                                       if isinstance(v, (int, float, str))), ""]
         lines += ["Files: `best/arch.arch` (the architecture, recompilable), `best/model.py` (standalone PyTorch, "
                   "`build_model()`), `best/summary.json`" + (", `best/weights.pt`" if final.get("weights") else "")
@@ -178,7 +180,7 @@ def write_report(records: Sequence[Mapping[str, Any]], space: Any, objectives: O
     lines += ["| # | " + " | ".join(columns) + " | decisions |", "|---" * (len(columns) + 2) + "|"]
     for r in front:
         m = r["metrics"]
-        lines.append(f"| {r['index']} | " + " | ".join(_fmt(m.get(n)) for n in columns) + " | "
+        lines.append(f"| {r['index']} | " + " | ".join(format_value(m.get(n)) for n in columns) + " | "
                      + ", ".join(f"{k}={v}" for k, v in space.describe(r["genotype"]).items()) + " |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return {"best": best, "front": front, "final": final}

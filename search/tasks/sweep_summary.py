@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,7 +23,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from compiler.errors import ArchError
-from search.journal import atomic_write_json
+from search.journal import atomic_write_json, atomic_write_text
+from search.report import format_value
 from search.objectives import ObjectiveSet
 
 log = logging.getLogger(__name__)
@@ -41,16 +40,6 @@ class JobSummary:
     status: str
     metrics: dict[str, Any]
     directory: str
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 def _read_json(path: Path) -> Any | None:
@@ -116,7 +105,7 @@ def render(jobs: list[JobSummary]) -> str:
     lines += ["| job | overrides | status | best metrics | directory |", "|---|---|---|---|---|"]
     for j in jobs:
         own = [o for o in j.overrides if o not in common] if len(jobs) > 1 else j.overrides
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in j.metrics.items()) or "-"
+        metrics = ", ".join(f"{k}={format_value(v)}" for k, v in j.metrics.items()) or "-"
         lines.append(f"| {j.job} | {' '.join(own) or '-'} | {j.status} | {metrics} | {j.directory} |")
     return "\n".join(lines)
 
@@ -125,10 +114,7 @@ def write_summary(sweep_dir: Path, jobs: list[JobSummary]) -> str:
     """summary.md and summary.json, each replaced atomically (parallel launchers' jobs may write at once)."""
     table = render(jobs)
     atomic_write_json(sweep_dir / "summary.json", [asdict(j) for j in jobs])
-    fd, tmp = tempfile.mkstemp(prefix="summary.md.", suffix=".tmp", dir=sweep_dir)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"# Sweep: {len(jobs)} job(s)\n\n{table}\n")
-    os.replace(tmp, sweep_dir / "summary.md")
+    atomic_write_text(sweep_dir / "summary.md", f"# Sweep: {len(jobs)} job(s)\n\n{table}\n")
     return table
 
 
