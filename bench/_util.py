@@ -1,12 +1,17 @@
-"""Timing helpers shared by the benchmarks: repeated measurement, interleaving, and a spread summary."""
+"""Helpers shared by the benchmarks: repeated measurement, interleaving, a spread summary, running the command line."""
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,24 @@ def check_goal(name: str, value: float, lo: float | None, hi: float | None) -> s
 
 def geometric_mean(values: Sequence[float]) -> float:
     return statistics.geometric_mean(values)
+
+
+def run_compiler(args: Sequence[str], log: Path | None = None) -> float:
+    """`python -m compiler ARGS` from the checkout (what users run); its wall seconds. Output goes to `log` (appended,
+    after the command line) or is kept for the error; a failed run stops the benchmark with the end of its output."""
+    command = [sys.executable, "-m", "compiler", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    start = time.perf_counter()
+    if log is None:
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        output = proc.stdout[-2000:] + proc.stderr[-3000:]
+    else:
+        with log.open("a") as handle:
+            handle.write("$ " + " ".join(command) + "\n")
+            handle.flush()
+            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        output = log.read_text()[-4000:]
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode}):\n{output}")
+    return wall

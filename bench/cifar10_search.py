@@ -29,7 +29,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from bench._util import run_compiler  # noqa: E402
 from search.data import load_dataset  # noqa: E402
 from search.data.loader import DeviceLoader  # noqa: E402
 from search.tasks.search import build_space, evaluation_context  # noqa: E402
@@ -110,41 +110,30 @@ class Results:
 
 
 # ---- 1. the search -----------------------------------------------------------------------------------------------
-def cli(command: list[str], log: Path) -> None:
-    with log.open("a") as handle:
-        handle.write("$ " + " ".join(command) + "\n")
-        handle.flush()
-        proc = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                  [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])})
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode}):\n{log.read_text()[-4000:]}")
-
-
 def history(out: Path) -> list[dict[str, Any]]:
     path = out / "history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def run_search(seed: int, out: Path, args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "compiler", f"+experiment={args.experiment}", f"seed={seed}", f"out_dir={out}",
+    command = [f"+experiment={args.experiment}", f"seed={seed}", f"out_dir={out}",
                "search.progress=false", *overrides]
     log = out.parent / f"{out.name}.log"
     start = time.perf_counter()
     if args.search_seconds is None:
-        cli(command, log)
+        run_compiler(command, log)
     else:  # rounds: each resumes the run with a larger budget, sized from the time per candidate so far
         command = [c for c in command if not c.startswith("search.budget=")]
         budget, rounds = args.round, 0
         while True:
-            cli([*command, f"search.budget={budget}", "task.export_best=false"], log)
+            run_compiler([*command, f"search.budget={budget}", "task.export_best=false"], log)
             rounds += 1
             done, elapsed = len(history(out)), time.perf_counter() - start
             room = int(0.9 * (args.search_seconds - elapsed) / (elapsed / max(done, 1)))
             if done < budget or room < 1:
                 break
             budget = done + room
-        cli([*command, f"search.budget={budget}"], log)  # nothing left to evaluate: report and best/
+        run_compiler([*command, f"search.budget={budget}"], log)  # nothing left to evaluate: report and best/
         print(f"  search in {rounds} round(s), budget {budget}", flush=True)
     wall = time.perf_counter() - start
     records = history(out)

@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _util import ROOT, run_compiler
 SMALL = """# a small CNN for the 8x8 digits (the kind of model a search trains)
 model small(num_classes = 10, in_channels = 1, size = 8) {
     input x: [in_channels, size, size]
@@ -34,14 +32,9 @@ model small(num_classes = 10, in_channels = 1, size = 8) {
 
 
 def one_run(arch: Path, threads: str, extra: list[str], out: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "compiler", "task=train", f"arch={arch}", "dataset=digits",
+    command = ["task=train", f"arch={arch}", "dataset=digits",
                f"trainer.cpu_threads={threads}", "trainer.progress=false", f"out_dir={out}", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    wall = run_compiler(command)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"threads": threads, "wall_s": wall, "train_s": metrics["train_time_s"],
             "used_threads": metrics.get("cpu_threads"), "test_acc": metrics.get("test_acc")}

@@ -14,25 +14,17 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _util import run_compiler
 
 
 def one_run(search: str, seed: int, workers: int, extra: list[str], out: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "compiler", f"+search={search}", f"seed={seed}", f"search.workers={workers}",
+    command = [f"+search={search}", f"seed={seed}", f"search.workers={workers}",
                "search.progress=false", f"out_dir={out}", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    wall = run_compiler(command)
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final_metrics = out / "best" / "metrics.json"
     best = max((r["metrics"].get("accuracy") or 0.0) for r in records)
