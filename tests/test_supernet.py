@@ -1,6 +1,7 @@
 """The supernet backend: a space with its layer/input choices mixed (compiler/backends/supernet.py)."""
 from __future__ import annotations
 
+import ast
 import random
 import re
 from pathlib import Path
@@ -11,7 +12,10 @@ from torch.nn import functional as F
 
 from compiler import ArchError, compile_source
 from compiler.api import CompileOptions
+from compiler.backends.names import TEMPLATE_NAMES as MODEL_TEMPLATE_NAMES
+from compiler.backends.pytorch import template
 from compiler.backends.supernet import NODE_COSTS
+from compiler.backends.supernet import TEMPLATE_NAMES as SUPERNET_TEMPLATE_NAMES
 from compiler.supernet import SupernetError, build_supernet
 from compiler.space import load_space, load_space_file
 
@@ -201,6 +205,54 @@ def test_generated_supernet_is_standalone_and_names_no_user_text(tmp_path: Path)
     run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "torch.Size([2, 10])"
+
+
+def _names_layers_could_meet(source: str) -> set[str]:
+    """The names generated layers share a scope with: the module's globals, the model class's methods and attributes
+    of self, and forward()'s arguments and variables (other functions' locals are their own)."""
+    module = ast.parse(source)
+    names: set[str] = set()
+    for node in module.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    model = next(node for node in module.body if isinstance(node, ast.ClassDef))
+    for method in model.body:
+        if isinstance(method, ast.FunctionDef):
+            names.add(method.name)
+            for node in ast.walk(method):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                    names.add(node.attr)
+                elif method.name == "forward" and isinstance(node, ast.arg):
+                    names.add(node.arg)
+                elif method.name == "forward" and isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+    return names
+
+
+@pytest.mark.parametrize("name, reserved", [("supernet.py.j2", set(SUPERNET_TEMPLATE_NAMES) | MODEL_TEMPLATE_NAMES),
+                                            ("model.py.j2", set(MODEL_TEMPLATE_NAMES))])
+def test_every_name_a_template_defines_is_reserved_from_layers(name: str, reserved: set[str]) -> None:
+    # rendered with no layers: what is left is the template's own code
+    source = template(name).render(
+        class_name="Net", model_name="net", params=0, macs=0, inference_params=0, arch_sizes=[2], edge_sizes=[2],
+        input_shape=[3], output_shape=[3], module_lines=[], input_vars=["x"], forward_lines=[], skippable=[],
+        result="x", example_inputs="torch.zeros(2, 3)", aux_outputs=[], aux_results=[])
+    own = _names_layers_could_meet(source) - {"Net", "x", "self", "__init__", "forward"}
+    assert own - reserved == set()
+
+
+def test_layers_named_like_the_supernet_template_s_own_names_are_renamed() -> None:
+    # a layer called `betas` used to replace the edge logits, one called `edge_weights` the method
+    space = load_space(ONE_DECISION.replace("x = x -> conv(8, 3) -> bn -> relu",
+                                            "betas = x -> conv(8, 3) -> bn -> relu\n"
+                                            "    edge_weights = betas -> relu\n    EDGE_SIZES = edge_weights -> relu\n"
+                                            "    x = EDGE_SIZES"), "one.arch")
+    supernet = build_supernet(space, edge_norm=True)
+    model = supernet.build()
+    assert len(model.arch_parameters()) == 1 and model.arch_parameters()[0].shape == (4,)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_mixed_is_internal_to_the_compiler() -> None:

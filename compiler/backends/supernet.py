@@ -27,9 +27,10 @@ from compiler.ir.graph import Graph, Node, frozen
 from compiler.ir.ops import OpRegistry
 
 ZERO_OP = "zero"                # an option that is this op removes the edge (DARTS' "none"); never derived
-# supernet.py.j2's own names (forward()'s variables, the class's attributes and methods); never given to nodes
-TEMPLATE_NAMES = ("weights", "active", "edges", "mix", "on", "edge_sum", "partial_join", "alphas", "arch_parameters",
-                  "weight_parameters", "arch_weights", "ARCH_SIZES")
+# supernet.py.j2's own names (forward()'s variables, the class's attributes and methods); never given to nodes.
+# tests/test_supernet.py checks that this covers every name the rendered template defines.
+TEMPLATE_NAMES = ("weights", "active", "edges", "mix", "on", "edge_sum", "partial_join", "alphas", "betas",
+                  "arch_parameters", "weight_parameters", "arch_weights", "edge_weights", "ARCH_SIZES", "EDGE_SIZES")
 
 NodeCost = Callable[[Node], float]   # the cost of one node of the compiled supernet (params, MACs, ms, ...)
 CostTable = dict[Guard, float]       # summed node cost per guard ((decision, option) pairs, sorted)
