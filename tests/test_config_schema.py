@@ -146,6 +146,8 @@ CASES = [  # (context, override, what the message starts with)
     ("train", "seed=-5", "seed: error: must be >= 0, not -5"),
     ("imagefolder", "dataset.mode=CMYK", "dataset.mode: error: unknown mode 'CMYK'"),
     ("imagefolder", "dataset.image_size=[8]", "dataset.image_size: error: expected [H, W]"),
+    ("imagefolder", "dataset.image_size=[100000,100000]",
+     "dataset.image_size: error: expected [H, W] (two sizes from 1 to 4,096)"),
     ("imagefolder", "dataset.workers=0", "dataset.workers: error: must be >= 1"),
     ("profile_ops", "task.seed=-5", "task.seed: error: must be >= 0, not -5"),
     ("profile_ops", "task.batch_sizes=[0]", "task.batch_sizes: error: expected batch sizes >= 1"),

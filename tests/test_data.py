@@ -201,6 +201,26 @@ def test_imagefolder_reads_archives_like_folders(tmp_path: Path) -> None:
         assert torch.equal(folder[key], packed[key])
 
 
+def test_imagefolder_archive_keeps_only_the_images_the_limits_select(tmp_path: Path) -> None:
+    # members in descending name order and a second copy of one name: the kept ones arrive after the others
+    root = write_tree(tmp_path / "tree", train=6, test=3)
+    archive = tmp_path / "tree.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted((p for p in root.rglob("*.png")), reverse=True):
+            tar.add(path, arcname=f"top/{path.relative_to(root)}")
+        tar.add(root / "train" / "dog" / "005.png", arcname="other/train/dog/001.png")   # same name, later
+    listing = imagefolder._list_archive(archive, {"train": 2, "test": None})
+    assert {cls: [name for name, _ in items] for cls, items in listing["train"].items()} == {
+        cls: ["000.png", "001.png"] for cls in COLOURS}
+    assert [len(items) for items in listing["test"].values()] == [3, 3, 3]
+    assert listing["train"]["dog"][1][1] == (root / "train" / "dog" / "001.png").read_bytes()  # the first of the two
+    packed = imagefolder.read_imagefolder(archive, cache_dir=tmp_path / "c1", max_per_class=2, max_test_per_class=1)
+    folder = imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c2", max_per_class=2, max_test_per_class=1)
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(folder[key], packed[key])
+    assert packed["train_images"][:, 0, 0, 0].tolist() == [0, 1] * 3
+
+
 def test_imagefolder_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such folder"):
         imagefolder.read_imagefolder(tmp_path / "nowhere", cache_dir=tmp_path / "c")

@@ -5,6 +5,7 @@ bytes, or the tree's file list with sizes and times) and the decoding options; l
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import tarfile
 import time
@@ -30,6 +31,7 @@ LAYOUT_HINT = "expected root/train/<class>/<image> and root/test/<class>/<image>
 
 # split -> class -> [(file name, bytes or path)]
 Listing = dict[str, dict[str, list[tuple[str, bytes | str]]]]
+Limits = Mapping[str, int | None]   # split -> images kept per class (the first by file name); None: all
 
 
 def _is_image_entry(parts: Sequence[str]) -> bool:
@@ -46,17 +48,29 @@ def _list_tree(root: Path) -> Listing:
     return listing
 
 
-def _list_archive(path: Path) -> Listing:
-    listing: Listing = defaultdict(lambda: defaultdict(list))
+def _list_archive(path: Path, limits: Limits) -> Listing:
+    """The archive's images; of each class only the bytes of those `_select` will keep (the first `limit` by file name),
+    so that a per-class limit also bounds the memory of reading a large archive."""
+    kept: dict[str, dict[str, list[tuple[str, int, bytes]]]] = defaultdict(lambda: defaultdict(list))
     try:
         with tarfile.open(path) as archive:
-            for member in archive:
+            for index, member in enumerate(archive):
                 parts = member.name.split("/")
-                if member.isfile() and _is_image_entry(parts):
-                    blob = archive.extractfile(member).read()  # type: ignore[union-attr]
-                    listing[parts[-3]][parts[-2]].append((parts[-1], blob))
+                if not (member.isfile() and _is_image_entry(parts)):
+                    continue
+                split, limit, entries = parts[-3], limits.get(parts[-3]), kept[parts[-3]][parts[-2]]
+                key = (parts[-1], index)   # the order of _select's stable sort by file name
+                if limit is not None and len(entries) >= limit and key >= entries[-1][:2]:
+                    continue
+                bisect.insort(entries, (*key, archive.extractfile(member).read()))  # type: ignore[union-attr]
+                if limit is not None and len(entries) > limit:
+                    entries.pop()
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DataError(f"cannot read the archive: {err}", path) from err
+    listing: Listing = defaultdict(dict)
+    for split, classes in kept.items():
+        for cls, entries in classes.items():
+            listing[split][cls] = [(name, blob) for name, _, blob in entries]
     return listing
 
 
@@ -121,7 +135,8 @@ def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, m
     if path.exists():
         return load_tensors(path)
     start = time.perf_counter()
-    listing = _list_archive(root) if _is_archive(root) else _list_tree(root)
+    limits = {"train": max_per_class, "test": max_test_per_class}
+    listing = _list_archive(root, limits) if _is_archive(root) else _list_tree(root)
     data = _build(root, listing, mode, size, max_per_class, max_test_per_class, workers)  # type: ignore[arg-type]
     try:
         save_tensors(data, path)
@@ -134,13 +149,15 @@ def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, m
 
 
 MODES = ("RGB", "L")   # the Pillow modes a data set is decoded to: 3 channels or 1
+MAX_IMAGE_SIDE = 4096  # decoded images are held in memory as uint8: 48 MiB per RGB image at this size
 
 
 def check_options(mode: str, image_size: Any, max_per_class: Any, max_test_per_class: Any, workers: Any) -> None:
     if mode not in MODES:
         raise ConfigError("dataset.mode", f"unknown mode '{mode}'", hint="RGB (3 channels) or L (grey, 1 channel)")
-    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
-        raise ConfigError("dataset.image_size", f"expected [H, W] (two sizes >= 1) or null, not {image_size!r}")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1 or max(image_size) > MAX_IMAGE_SIDE):
+        raise ConfigError("dataset.image_size",
+                          f"expected [H, W] (two sizes from 1 to {MAX_IMAGE_SIDE:,}) or null, not {image_size!r}")
     for key, value in (("max_per_class", max_per_class), ("max_test_per_class", max_test_per_class),
                        ("workers", workers)):
         if value is not None:
