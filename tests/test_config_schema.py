@@ -154,6 +154,11 @@ CASES = [  # (context, override, what the message starts with)
     ("profile_ops", "task.archs=[] task.synthetic=0", "task.archs: error: no models to measure"),
     ("profile_ops", "+task.tabel=x", "task.tabel: error: unknown key 'tabel'; did you mean 'table'?"),
     ("compile", "task.max_rows=abc", "task.max_rows: error: expected an integer or null, not 'abc'"),
+    ("compile", "arch=null", "arch: error: no .arch file given"),
+    ("train", "arch=null", "arch: error: no .arch file given"),
+    ("train", "input_shape=[3,8,8]", "input_shape: error: input_shape cannot be set with task=train"),
+    ("profile_ops", "task.archs=[nowhere/*.arch]", "task.archs: error: no .arch file matches 'nowhere/*.arch'"),
+    ("search", "dataset.test_size=1795", "dataset.test_size: error: "),
 ]
 
 

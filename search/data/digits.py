@@ -28,7 +28,8 @@ def load_digits_splits(name: str = "digits", test_size: float | int = 0.2, split
         train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, random_state=split_seed,
                                                stratify=bunch.target)
     except ValueError as err:  # scikit-learn: too many or too few test images for a stratified split
-        raise ConfigError("dataset.test_size", str(err), hint=f"a fraction like 0.2 of the {len(labels)} images")
+        raise ConfigError("dataset.test_size", str(err),
+                          hint=f"a fraction like 0.2 of the {len(labels)} images") from err
     everything = Split(images, labels)
     return make_splits(name, everything.subset(np.sort(train_idx)), everything.subset(np.sort(test_idx)),
                        [str(c) for c in bunch.target_names], val_size=val_size, val_seed=val_seed, augment=augment)

@@ -8,8 +8,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from compiler.api import read_source
-from compiler.config_values import check_value
-from compiler.errors import ArchError
+from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from compiler.passes.analyse import check_build
 from compiler.space import Space, load_space
@@ -37,7 +36,8 @@ def check_space(cfg: DictConfig, space: Space) -> int:
 
 def compile_task(cfg: DictConfig) -> int:
     if not cfg.get("arch"):
-        raise ArchError("no .arch file given", hint="run e.g. `python -m compiler arch=examples/resnet18.arch`")
+        raise ConfigError("arch", "no .arch file given",
+                          hint="run e.g. `python -m compiler arch=examples/resnet18.arch`")
     load_op_modules(plain(cfg.get("ops")) or [])
     formats = export_formats(cfg)
     options = compile_options(cfg)
@@ -45,9 +45,9 @@ def compile_task(cfg: DictConfig) -> int:
     space = load_space(read_source(cfg.arch, options.limits), str(cfg.arch), options=options, **model_params(cfg))
     if space.decisions:
         if formats:
-            raise ArchError(f"{cfg.arch} is a search space ({len(space.decisions)} decisions): there is no one "
-                            "model to export", hint="export a searched model: its best/ folder is written with "
-                            "the same export=[...] setting")
+            raise ConfigError("export", f"{cfg.arch} is a search space ({len(space.decisions)} decisions): there is "
+                              "no one model to export", hint="export a searched model: its best/ folder is written "
+                              "with the same export=[...] setting")
         return check_space(cfg, space)
     result = space.compile(())  # the one model of a file without choices (parsed once, above)
     if formats:  # only exports build the model: its size limits are checked before anything is written

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from compiler.api import CompileOptions, CompileResult, compile_file, compile_source
+from compiler.config_values import ConfigError
 from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.backends.runtime.measure import Settings
@@ -31,7 +32,7 @@ def model_files(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         found = sorted(Path(p) for p in glob.glob(pattern))
         if not found:
-            raise ArchError(f"no .arch file matches '{pattern}'",
+            raise ConfigError("task.archs", f"no .arch file matches '{pattern}'",
                             hint="paths are relative to where you run the command, e.g. task.archs=[examples/*.arch]")
         files.extend(found)
     return files
@@ -46,7 +47,7 @@ def collect_models(task: DictConfig, options: CompileOptions | None = None) -> l
         try:
             models += sample_space(task.space, int(task.space_samples), int(task.seed), options=options)
         except ValueError as err:
-            raise ArchError(str(err), hint="lower task.space_samples") from err
+            raise ConfigError("task.space_samples", str(err), hint="lower task.space_samples") from err
     for k in range(int(task.synthetic)):
         seed = int(task.seed) + k
         text = mobilenet_like(seed, resolution=int(task.synthetic_resolution))
@@ -88,7 +89,7 @@ def profile_ops_task(cfg: DictConfig) -> int:
     try:
         table.check_compatible(op_settings)
     except ValueError as err:
-        raise ArchError(str(err), hint=f"pass another task.table, or delete {table_path}") from err
+        raise ConfigError("task.table", str(err), hint=f"pass another task.table, or delete {table_path}") from err
     models = collect_models(task, compile_options(cfg))
 
     def progress(done: int, total: int) -> None:

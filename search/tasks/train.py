@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from compiler.config_values import check_value
-from compiler.errors import ArchError
+from compiler.config_values import ConfigError, check_value
 from compiler.ir.ops import load_op_modules
 from search.tasks.common import compile_options, export_formats, model_params, output_dir, write_exports
 from search.data import load_dataset
@@ -36,10 +35,10 @@ def build_seeded(compiled: Any, seed: int) -> torch.nn.Module:
 
 def train_task(cfg: DictConfig) -> int:
     if not cfg.get("arch"):
-        raise ArchError("no .arch file given", hint="run e.g. `python -m compiler task=train "
+        raise ConfigError("arch", "no .arch file given", hint="run e.g. `python -m compiler task=train "
                         "arch=examples/resnet20.arch dataset=digits out_dir=build/r20`")
     if cfg.get("input_shape") is not None:
-        raise ArchError("input_shape cannot be set with task=train: the data set decides it",
+        raise ConfigError("input_shape", "input_shape cannot be set with task=train: the data set decides it",
                         hint="drop input_shape=...; pick the data with dataset=NAME")
     check_run_config(cfg, "dataset", "trainer")
     check_value(cfg.task.get("save_weights", True), bool, "task.save_weights")
