@@ -30,6 +30,7 @@ from compiler.backends.supernet_ops import supernet_registry
 from compiler.errors import ArchError
 from compiler.frontend import ast
 from compiler.ir.graph import Graph
+from compiler.passes.analyse import check_build
 from compiler.ir.ops import OpRegistry
 from compiler.space import Decision, Genotype, Space
 
@@ -129,7 +130,9 @@ class Supernet:
         return tuple(self.graph.meta.get("warnings", ()))
 
     def build(self) -> Any:
-        """The supernet module (``forward(x, weights=None)``, ``arch_parameters()``, ``weight_parameters()``)."""
+        """The supernet module (``forward(x, weights=None)``, ``arch_parameters()``, ``weight_parameters()``).
+        Its size is checked against the space's limits first, as for every model (``CompileResult.build``)."""
+        check_build(self.graph, self.space.options.limits)
         return load_source(self.source, f"<generated supernet {self.graph.name}.py>")["build_model"]()
 
     def genotype(self, choices: Sequence[int]) -> Genotype:

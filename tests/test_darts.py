@@ -302,6 +302,10 @@ def test_cli_value_decisions_and_memory_limit_are_clear_errors(tmp_path: Path) -
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "digits.arch:23:13: error: a supernet mixes layer and input choices only" in proc.stderr
     assert "'+search.fixed={width: 8" in proc.stderr
+    proc = run_cli("+search=darts", "space=digits", "+search.fixed={widht: 8}", f"out_dir={tmp_path / 'c'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "search.fixed: error: the space 'digits' has no decision 'widht' to fix" in proc.stderr
+    assert "did you mean 'width'?" in proc.stderr
     proc = run_cli("+search=darts", "search.memory_limit_mb=0.5", f"out_dir={tmp_path / 'b'}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "search.memory_limit_mb: error: the supernet would need about" in proc.stderr

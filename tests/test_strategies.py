@@ -161,6 +161,15 @@ def test_load_state_checks_strategy_and_space():
         build("evolution", space=Space.from_sizes(2, 2)).load_state_dict(state)
 
 
+def test_rl_state_dtypes_are_read_as_data_not_looked_up_on_torch():
+    state = json.loads(json.dumps(build("rl").state_dict()))
+    assert json.dumps(state).count('"dtype": "float32"') > 0   # the controller's weights
+    build("rl").load_state_dict(state)
+    text = json.dumps(state).replace('"dtype": "float32"', '"dtype": "load"', 1)   # torch.load is no dtype
+    with pytest.raises(ValueError, match="unknown tensor dtype 'load'"):
+        build("rl").load_state_dict(json.loads(text))
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_strategy_config_builds_its_strategy(name):
     strategy = build(name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import random
 import re
 from pathlib import Path
@@ -205,6 +206,14 @@ def test_generated_supernet_is_standalone_and_names_no_user_text(tmp_path: Path)
     run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "torch.Size([2, 10])"
+
+
+def test_building_a_supernet_checks_the_space_s_size_limits() -> None:
+    options = CompileOptions(limits=dataclasses.replace(CompileOptions().limits, max_params=1000))
+    supernet = build_supernet(load_space(ONE_DECISION, "one.arch", options=options))
+    assert supernet.params > 1000
+    with pytest.raises(ArchError, match=r"the model has [\d,]+ parameters .* too many to build"):
+        supernet.build()
 
 
 def _names_layers_could_meet(source: str) -> set[str]:

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from compiler.errors import ArchError, Span
 from compiler.space import Space
-from compiler.supernet import Supernet, build_supernet
+from compiler.supernet import Supernet, SupernetError, build_supernet
 from search.darts.bilevel import BilevelSearch, Tuner
 from search.darts.config import DartsConfig, darts_config, uses_edge_norm
 from search.darts.cost import build_penalty
@@ -147,8 +147,14 @@ class Darts(OneShotStrategy):
     def fit(self, data: DataSplits | None, out_dir: Path) -> None:
         settings, space = self.settings, self.space
         assert data is not None, "adopt() checks that the evaluator holds the data"
-        supernet = build_supernet(space, settings.fixed, settings.unrelaxed, settings.partial_channels,
-                                  uses_edge_norm(settings), settings.option_affine)
+        try:
+            supernet = build_supernet(space, settings.fixed, settings.unrelaxed, settings.partial_channels,
+                                      uses_edge_norm(settings), settings.option_affine)
+        except SupernetError as err:
+            if err.span is not None:   # located in the .arch file (options that cannot be mixed)
+                raise
+            # the rest are about the decisions: unknown or bad entries of search.fixed, or ones it must fix
+            raise SupernetError(err.message, Span("search.fixed", 0, 0), hint=err.hint) from err
         if not supernet.relaxed:
             raise ArchError(f"the space '{space.name}' has no layer or input decision left to relax",
                             space.module.span,

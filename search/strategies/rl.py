@@ -54,6 +54,11 @@ class Controller(nn.Module):
         return choices, log_p, entropy
 
 
+# the dtypes of the controller's and its optimizer's state, by the name _tensors_to_json writes (read back as data:
+# a name from a run directory is never looked up on the torch module)
+STATE_DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in (torch.float32, torch.float64, torch.int64)}
+
+
 def _tensors_to_json(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return {"tensor": value.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
@@ -67,7 +72,9 @@ def _tensors_to_json(value: Any) -> Any:
 def _json_to_tensors(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"tensor", "dtype"}:
-            return torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
+            if value["dtype"] not in STATE_DTYPES:
+                raise ValueError(f"unknown tensor dtype {value['dtype']!r} in the controller state")
+            return torch.tensor(value["tensor"], dtype=STATE_DTYPES[value["dtype"]])
         return {k: _json_to_tensors(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_json_to_tensors(v) for v in value]
