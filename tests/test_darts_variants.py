@@ -16,10 +16,10 @@ from compiler.errors import ArchError
 from compiler.space import load_space_file
 from conftest import ROOT
 from search.darts.bilevel import BilevelSearch
-from search.darts.config import DartsConfigError, darts_config, uses_edge_norm
+from search.darts.config import RELAXATIONS, DartsConfigError, darts_config, uses_edge_norm
 from search.darts.memory import estimate, one_path_activation_elements
-from search.darts.relaxation import (DirichletRelaxation, GumbelRelaxation, SoftmaxRelaxation, beta_decay,
-                                     beta_decay_weight)
+from search.darts.relaxation import (RELAXATION_CLASSES, DirichletRelaxation, GumbelRelaxation, SoftmaxRelaxation,
+                                     beta_decay, beta_decay_weight, build_relaxation)
 from search.data.digits import load_digits_splits
 from test_darts import settings  # the DARTS settings with dotted changes, as test_darts.py builds them
 
@@ -264,3 +264,13 @@ def test_one_path_memory_estimate_keeps_one_option_per_decision() -> None:
     assert one < supernet.graph.meta["activation_elements"]
     assert estimate(supernet, 64, one_path=True).activations_mb == pytest.approx(one * 64 * 4 / 2 ** 20)
     assert estimate(build_supernet(space, partial_channels=2), 64).total_mb < estimate(supernet, 64).total_mb
+
+
+def test_every_relaxation_the_config_accepts_builds_its_class() -> None:
+    assert tuple(RELAXATION_CLASSES) == RELAXATIONS
+    for name in RELAXATIONS:
+        relaxation = build_relaxation(settings(relaxation=name))
+        assert relaxation.name == name and isinstance(relaxation, RELAXATION_CLASSES[name])
+    assert build_relaxation(settings(relaxation="gumbel", **{"gumbel.tau_max": 7.0})).tau(0.0) == 7.0
+    assert build_relaxation(settings(relaxation="dirichlet", **{"dirichlet.kl_weight": 0.5})).kl_weight == 0.5
+    assert [RELAXATION_CLASSES[n].one_path for n in RELAXATIONS] == [False, False, True]

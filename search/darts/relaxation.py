@@ -42,6 +42,8 @@ class Mixing:
 
 class Relaxation(Protocol):
     name: str
+    label: str      # the method in a few words, for the log and the report
+    one_path: bool  # whether a training step computes one option per decision (the memory estimate)
 
     def sample(self, alphas: Sequence[torch.Tensor], progress: float) -> Mixing:
         """The mixing for one training batch; ``progress`` in [0, 1] is the epoch's place in the schedule.
@@ -62,6 +64,12 @@ class Relaxation(Protocol):
 
 class SoftmaxRelaxation:
     name = "softmax"
+    label = "softmax mixing"
+    one_path = False
+
+    @classmethod
+    def from_config(cls, cfg: DartsConfig) -> "SoftmaxRelaxation":
+        return cls()
 
     def sample(self, alphas: Sequence[torch.Tensor], progress: float) -> Mixing:
         return Mixing(self.expected(alphas))
@@ -81,9 +89,15 @@ class SoftmaxRelaxation:
 
 class DirichletRelaxation:
     name = "dirichlet"
+    label = "Dirichlet mixing (DrNAS)"
+    one_path = False
 
     def __init__(self, kl_weight: float = 0.0) -> None:
         self.kl_weight = kl_weight
+
+    @classmethod
+    def from_config(cls, cfg: DartsConfig) -> "DirichletRelaxation":
+        return cls(cfg.dirichlet.kl_weight)
 
     @staticmethod
     def concentrations(alphas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -110,9 +124,15 @@ class DirichletRelaxation:
 
 class GumbelRelaxation:
     name = "gumbel"
+    label = "one Gumbel-sampled path per step (GDAS)"
+    one_path = True   # computes one option per decision and step (memory: one path)
 
     def __init__(self, tau_max: float, tau_min: float) -> None:
         self.tau_max, self.tau_min = tau_max, tau_min
+
+    @classmethod
+    def from_config(cls, cfg: DartsConfig) -> "GumbelRelaxation":
+        return cls(cfg.gumbel.tau_max, cfg.gumbel.tau_min)
 
     def tau(self, progress: float) -> float:
         return self.tau_max - (self.tau_max - self.tau_min) * progress
@@ -148,12 +168,13 @@ class GumbelRelaxation:
         return {"tau": self.tau(progress)}
 
 
+# search.relaxation -> its class; the names are config.RELAXATIONS (checked there, before anything is built)
+RELAXATION_CLASSES: dict[str, type[SoftmaxRelaxation | DirichletRelaxation | GumbelRelaxation]] = {
+    cls.name: cls for cls in (SoftmaxRelaxation, DirichletRelaxation, GumbelRelaxation)}
+
+
 def build_relaxation(cfg: DartsConfig) -> Relaxation:
-    if cfg.relaxation == "dirichlet":
-        return DirichletRelaxation(cfg.dirichlet.kl_weight)
-    if cfg.relaxation == "gumbel":
-        return GumbelRelaxation(cfg.gumbel.tau_max, cfg.gumbel.tau_min)
-    return SoftmaxRelaxation()
+    return RELAXATION_CLASSES[cfg.relaxation].from_config(cfg)
 
 
 def beta_decay(alphas: Sequence[torch.Tensor]) -> torch.Tensor:

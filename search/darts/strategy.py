@@ -35,6 +35,7 @@ from search.darts.config import DartsConfig, darts_config, uses_edge_norm
 from search.darts.cost import build_penalty
 from search.darts.derive import collapse, collapse_warning, derive, edge_strengths, keep_strongest
 from search.darts.memory import MemoryEstimate, check_memory, estimate
+from search.darts.relaxation import RELAXATION_CLASSES
 from search.darts.perturbation import Score, Step, accuracy_score, decision_order, naswot_score, select, steps_json
 from search.darts.report import report_notes, write_alpha_history
 from search.data import DataSplits
@@ -71,8 +72,7 @@ def _epoch_line(record: Mapping[str, Any], epochs: int, metric: str) -> str:
 
 def variant(settings: DartsConfig) -> str:
     """The method in a few words, for the log and the report."""
-    parts = [{"softmax": "softmax mixing", "dirichlet": "Dirichlet mixing (DrNAS)",
-              "gumbel": "one Gumbel-sampled path per step (GDAS)"}[settings.relaxation]]
+    parts = [RELAXATION_CLASSES[settings.relaxation].label]
     derivation = settings.derive
     if derivation.method == "perturbation":
         how = f"{derivation.order} order" if derivation.discretize == "progressive" else "each in the trained supernet"
@@ -161,7 +161,8 @@ class Darts(OneShotStrategy):
                             hint="remove decisions from search.fixed, or search this space with +search=evolution")
         for warning in supernet.warnings:
             print(warning)
-        memory = estimate(supernet, settings.batch_size, settings.order, one_path=settings.relaxation == "gumbel")
+        one_path = RELAXATION_CLASSES[settings.relaxation].one_path
+        memory = estimate(supernet, settings.batch_size, settings.order, one_path=one_path)
         print(f"supernet: {memory.line()}")
         check_memory(memory, settings.memory_limit_mb, resolve_device(settings.device))
         penalty = build_penalty(supernet, settings.cost)
