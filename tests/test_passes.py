@@ -40,7 +40,7 @@ def test_verify_passes_a_valid_graph_through_unchanged() -> None:
     ((_n("x", "input", shape=(3,)), _n("r", "relu", "y"), _n("y", "relu", "x")), "r", "uses 'y' before it is computed"),
     ((_n("x", "input", shape=(3,)), _n("r", "relu", "x"), _n("r", "tanh", "x")), "r", "duplicate node name 'r'"),
     ((_n("x", "input", shape=(3,)), _n("r", "frobnicate", "x")), "r", "unregistered op 'frobnicate'"),
-    ((_n("x", "input", shape=(3,)), _n("class", "relu", "x")), "class", "'class' is not a valid identifier"),
+    ((_n("x", "input", shape=(3,)), _n("a-b", "relu", "x")), "a-b", "'a-b' is not a valid identifier"),
     ((_n("x", "input", shape=(3,)), _n("r", "relu", "x")), "nowhere", "graph output 'nowhere' is not a node"),
     ((_n("r", "relu", "r"),), "r", "uses 'r' before it is computed"),
 ])

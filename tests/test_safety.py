@@ -53,6 +53,20 @@ def test_hostile_value_names_compile_to_safe_python(name: str) -> None:
     assert "pwned" not in result.source
 
 
+def test_python_keywords_as_layer_names_compile_with_a_trailing_underscore() -> None:
+    # the grammar accepts them (Lark's contextual lexer); the IR keeps them, the backends rename them
+    text = ("model kw() { input x: [1, 8, 8]\n class = x -> conv(4, 3) -> relu\n def = class -> conv(4, 3)\n"
+            " lambda = (class, def) -> add\n output lambda -> global_avgpool -> flatten -> linear(3) }")
+    result = compile_source(text, "kw.arch")
+    assert {"def", "lambda"} <= {n.name for n in result.graph.nodes}
+    tree = pyast.parse(result.source)
+    attrs = {n.attr for n in pyast.walk(tree) if isinstance(n, pyast.Attribute)
+             and isinstance(n.value, pyast.Name) and n.value.id == "self"}
+    assert {"class_conv1", "def_"} <= attrs
+    import torch
+    assert result.build()(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+
+
 def test_python_name_is_unique_valid_and_reserved_aware() -> None:
     used: set[str] = set()
     names = [python_name(n, used) for n in ["a-b", "a_b", "9lives", "forward", "self", "__class__", "ü", "a_b"]]

@@ -13,7 +13,7 @@ from compiler.ir.ops import REGISTRY, OpRegistry
 def verify(graph: Graph, registry: OpRegistry = REGISTRY) -> None:
     seen: set[str] = set()
     for node in graph.nodes:
-        if not node.name.isidentifier() or keyword.iskeyword(node.name):
+        if not node.name.isidentifier():   # keywords are fine: the backends rename them (class -> class_)
             raise ArchError(f"node name {node.name!r} is not a valid identifier", node.span)
         if node.name in seen:
             raise ArchError(f"duplicate node name '{node.name}'", node.span)
