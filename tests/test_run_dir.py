@@ -52,6 +52,10 @@ def test_a_malicious_darts_checkpoint_is_refused_and_nothing_runs(tmp_path: Path
     with pytest.raises(ArchError, match="refused"):
         read_checkpoint(out / "darts_state.pt")
     assert not marker.exists()
+    (out / "darts_state.pt").write_bytes(bytes(range(7, 107)))   # bytes that are no pickle: damaged, not hostile
+    with pytest.raises(ArchError, match=r"damaged or not a DARTS checkpoint \(it is no pickle of tensors") as info:
+        read_checkpoint(out / "darts_state.pt")
+    assert "refused" not in str(info.value) and "delete it to start the search anew" in str(info.value)
     (out / "darts_state.pt").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ArchError, match="damaged or not a DARTS checkpoint"):
         read_checkpoint(out / "darts_state.pt")

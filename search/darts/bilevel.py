@@ -43,9 +43,9 @@ CHECKPOINT_VERSION = 1
 class ResumeMismatch(ArchError):
     """The checkpoint belongs to another space or configuration, or is no checkpoint of ours."""
 
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message, Span(str(path), 0, 0), hint="use a new out_dir, or the settings of that run to "
-                         "resume it")
+    def __init__(self, message: str, path: Path,
+                 hint: str = "use a new out_dir, or the settings of that run to resume it") -> None:
+        super().__init__(message, Span(str(path), 0, 0), hint=hint)
 
 
 # what a checkpoint holds (all of it plain data and tensors: it is read with weights_only=True, nothing in it runs)
@@ -385,17 +385,39 @@ def _endless(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]
         yield from loader
 
 
+_DAMAGED_HINT = "delete it to start the search anew, or use a new out_dir"
+
+
+def _names_a_python_object(err: pickle.UnpicklingError) -> bool:
+    """Whether torch's weights-only unpickler stopped at a global (a class or function the file asks for), rather
+    than at bytes that are no pickle at all."""
+    return "GLOBAL" in str(err) or "Unsupported global" in str(err)
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The unpickler's own words from torch's long message (after 'WeightsUnpickler error:'), else its first line."""
+    text = str(err)
+    tail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+    return next((line.strip() for line in tail.splitlines() if line.strip()), type(err).__name__)[:200]
+
+
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """A DARTS checkpoint's data, read with weights_only=True: tensors and plain containers only. A file holding
     anything else (a pickle that would run code) or a damaged one is refused, and nothing in it runs."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _names_a_python_object(err):   # random bytes fail here too ("Unsupported operand")
+            raise ResumeMismatch(f"is damaged or not a DARTS checkpoint (it is no pickle of tensors: "
+                                 f"{_unpickler_reason(err)})", path,
+                                 hint=_DAMAGED_HINT) from err
         raise ResumeMismatch("refused: it holds Python objects other than tensors and plain data (nothing in it "
-                             "was run); this program never writes such a checkpoint", path) from err
+                             "was run); this program never writes such a checkpoint", path,
+                             hint="use a new out_dir; do not resume from a file of unknown origin") from err
     except Exception as err:  # torch.load's many ways to fail on a damaged file: one message for all
         raise ResumeMismatch(f"is damaged or not a DARTS checkpoint ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200] if str(err) else ''})", path) from err
+                             f"{str(err).splitlines()[0][:200] if str(err) else ''})", path,
+                             hint=_DAMAGED_HINT) from err
     wrong = [k for k, kind in STATE_KINDS.items() if not isinstance(state, dict) or not isinstance(state.get(k), kind)]
     if wrong:
         raise ResumeMismatch(f"is not a DARTS checkpoint (missing or wrong: {', '.join(wrong)})", path)
