@@ -149,8 +149,21 @@ def read_source(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> str:
         raise ArchError(f"no such file: '{p}'", Span(str(p), 0, 0)) from None
     except IsADirectoryError:
         raise ArchError(f"'{p}' is a directory, not an .arch file", Span(str(p), 0, 0)) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:   # located: the line and column of the first byte that is not UTF-8
+        raise _not_utf8(p, data, err) from None
+    except OSError as err:
         raise ArchError(f"cannot read '{p}': {err}", Span(str(p), 0, 0)) from None
+
+
+def _not_utf8(path: Path, data: bytes, err: UnicodeDecodeError) -> ArchError:
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0           # utf-8-sig's offsets count after the mark
+    offset = err.start + start
+    line = data.count(b"\n", 0, offset) + 1
+    line_start = max(data.rfind(b"\n", 0, offset) + 1, start)
+    column = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return ArchError(f"not UTF-8 text: byte 0x{data[offset]:02x} cannot start or continue a character here",
+                     Span(str(path), line, column), data.decode("utf-8-sig", "replace"),
+                     hint="save the file as UTF-8 (names in .arch files are ASCII; other text may only be in comments)")
 
 
 def compile_file(path: str | Path, *, options: CompileOptions | None = None, **params: Any) -> CompileResult:

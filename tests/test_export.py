@@ -108,3 +108,20 @@ def test_trained_model_exports_with_its_weights(tmp_path: Path) -> None:
     accuracy = (predictions == test.labels).float().mean().item()
     assert metrics["test_acc"] > 0.5  # trained, not fresh weights
     assert abs(accuracy - metrics["test_acc"]) <= 1 / len(test.labels) + 1e-9
+
+
+def test_a_format_whose_packages_are_missing_is_refused_before_any_work(monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from compiler.errors import ArchError
+    from search.tasks.common import export_formats
+    real = export.importlib.util.find_spec
+    monkeypatch.setattr(export.importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript"
+                        else real(name, *a))
+    assert export.check_formats(["pt2", "torchscript"]) == ["pt2", "torchscript"]
+    with pytest.raises(export.MissingExportPackages, match="onnx export needs the package.s. onnxscript, which"):
+        export.check_formats(["pt2", "onnx"])
+    with pytest.raises(ArchError) as info:
+        export_formats(OmegaConf.create({"export": ["onnx"]}))
+    assert str(info.value).startswith("export: error: onnx export needs the package(s) onnxscript")
+    assert info.value.hint == "pip install -e '.[export]'"

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import ast as pyast
 import keyword
+from pathlib import Path
 
 import pytest
 
 from compiler import ArchError, compile_source
+from compiler.api import read_source
 from compiler.backends.names import python_name
 
 HOSTILE_SOURCES = [
@@ -79,3 +81,18 @@ def test_float_literals_are_emitted_exactly() -> None:
     result = compile_source("model m() { input x: [4] output x -> scale(1/9) }")
     assert repr(1 / 9) in result.source
     assert result.graph.output_node.attrs["factor"] == 1 / 9
+
+
+@pytest.mark.parametrize("data, line, column", [
+    (b"model m() {\n    input x: [1, 8, 8]  # caf\xe9\n    output x\n}\n", 2, 30),      # Latin-1
+    (b"\xef\xbb\xbfmodel \xe9() {\n}\n", 1, 7),                                    # after a byte order mark
+    (b"model m() {\n  # \xc3\xa9t\xc3\xa9 \xff\n}\n", 2, 9),                       # after valid UTF-8
+])
+def test_a_file_that_is_not_utf8_is_a_located_error(tmp_path: Path, data: bytes, line: int, column: int) -> None:
+    path = tmp_path / "bad.arch"
+    path.write_bytes(data)
+    with pytest.raises(ArchError) as info:
+        read_source(path)
+    assert (info.value.span.line, info.value.span.column) == (line, column)
+    assert str(info.value).startswith(f"{path}:{line}:{column}: error: not UTF-8 text: byte 0x")
+    assert "save the file as UTF-8" in str(info.value)

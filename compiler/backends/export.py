@@ -9,6 +9,7 @@ exported as dynamic), and its output is compared with the eager model's. The fig
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -32,6 +33,14 @@ class ExportError(RuntimeError):
     """An export failed, or the exported model does not compute what the eager one does."""
 
 
+class MissingExportPackages(ValueError):
+    """A format asked for needs packages that are not installed; ``install`` says how to get them."""
+
+    def __init__(self, message: str, install: str) -> None:
+        super().__init__(message)
+        self.install = install
+
+
 Runner = Callable[..., torch.Tensor]
 
 
@@ -44,6 +53,8 @@ class Exporter:
     save: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], Path], None]
     load: Callable[[Path], tuple[Runner, str]]  # -> (runner, what ran the check)
     note: str = ""
+    requires: tuple[str, ...] = ()   # modules the format needs beyond torch (checked before any work)
+    install: str = ""                # how to get them
 
 
 @contextlib.contextmanager
@@ -120,7 +131,8 @@ def _load_torchscript(path: Path) -> tuple[Runner, str]:
 
 
 EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
-    Exporter("onnx", "model.onnx", _save_onnx, _load_onnx),
+    Exporter("onnx", "model.onnx", _save_onnx, _load_onnx, requires=("onnx", "onnxscript"),
+             install="pip install -e '.[export]'"),
     Exporter("pt2", "model.pt2", _save_pt2, _load_pt2),
     Exporter("torchscript", "model.torchscript.pt", _save_torchscript, _load_torchscript,
              note="traced; torch 2.14 deprecates TorchScript in favour of torch.export (pt2)"),
@@ -128,10 +140,16 @@ EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
 
 
 def check_formats(formats: Sequence[str]) -> list[str]:
-    """The formats asked for, in order and without repeats; a clear error for unknown ones."""
+    """The formats asked for, in order and without repeats; a clear error for unknown ones and for those whose
+    packages are not installed (so that a training run does not find out only at its end)."""
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; known: {', '.join(EXPORTERS)}")
+    for name in dict.fromkeys(formats):
+        missing = [m for m in EXPORTERS[name].requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingExportPackages(f"{name} export needs the package(s) {', '.join(missing)}, which are not "
+                                        "installed", EXPORTERS[name].install)
     return list(dict.fromkeys(formats))
 
 

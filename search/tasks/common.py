@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from compiler.api import CompileOptions, CompileResult
-from compiler.backends.export import ExportError, check_formats, export_model
+from compiler.backends.export import ExportError, MissingExportPackages, check_formats, export_model
 from compiler.errors import ArchError, Span
 from compiler.limits import Limits
 from compiler.run_dir import output_dir
@@ -47,6 +47,8 @@ def export_formats(cfg: DictConfig) -> list[str]:
     """``export=[onnx,pt2,torchscript]`` from the config, checked before any work is done."""
     try:
         return check_formats([str(f) for f in cfg.get("export") or []])
+    except MissingExportPackages as err:
+        raise ArchError(str(err), Span("export", 0, 0), hint=err.install) from err
     except ValueError as err:
         raise ArchError(str(err), Span("export", 0, 0), hint="e.g. export=[onnx,pt2]") from err
 
