@@ -94,3 +94,14 @@ def test_bad_tables_are_user_errors(tmp_path):
     bad_row.write_text(f"arch,accuracy\n{EXAMPLE},90\n|x~0|,1\n")
     with pytest.raises(ArchError, match=r"bad_row.csv:3:1: error: bad row"):
         TableEvaluator(bad_row)((0,) * 6)
+
+
+def test_a_space_that_is_not_nb201_is_refused_before_the_first_candidate():
+    evaluator = TableEvaluator(NB201_CSV)
+    evaluator.prepare(nb201.SPACE, None)   # the benchmark's own space is fine
+    other = Space([Decision("width", (8, 16)), Decision("depth", (1, 2))])
+    with pytest.raises(ArchError) as info:
+        evaluator.prepare(other, None)
+    assert str(info.value).startswith("evaluator: error: evaluator=table looks candidates up in a NAS-Bench-201 "
+                                      "table, and the space")
+    assert "space=nb201" in info.value.hint

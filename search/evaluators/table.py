@@ -74,13 +74,23 @@ class TableEvaluator(EvaluatorBase):
         self.percent = tuple(percent)  # columns the table stores in percent: reported as fractions
         if not Path(self.table).is_file():  # checked now, not by every candidate of the search
             raise ArchError(f"table {str(table)!r} not found", span=Span("evaluator.table", 0, 0),
-                            hint="set evaluator.table to a CSV with columns arch,accuracy, "
-                                 "e.g. ../shared/data/nb201-cifar10.csv")
+                            hint="set evaluator.table to a CSV with columns arch,accuracy (the default is "
+                                 "nb201-cifar10.csv in $AUTOML_SHARED_DATA, else in shared/data beside the checkout)")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
         """The table's metric columns (reading the table, once per process, as the first lookup would)."""
         return tuple(load_table(self.table, self.percent))
+
+    def prepare(self, space: Any, run_dir: Path | None) -> None:
+        """The table knows NAS-Bench-201 cells only: any other space is refused before the first candidate (every
+        candidate would fail alike)."""
+        if isinstance(space, Space) and not nb201.option_labels_match(space):
+            raise ArchError(f"evaluator=table looks candidates up in a NAS-Bench-201 table, and the space "
+                            f"'{space.name}' is not the NAS-Bench-201 cell space (it needs 6 decisions, the edges "
+                            f"in string order, each with the options {', '.join(nb201.OPS)})",
+                            span=Span("evaluator", 0, 0),
+                            hint="search space=nb201 with it, or train the candidates: evaluator=train")
 
     def __call__(self, genotype: Sequence[int], space: Space | None = None) -> dict[str, Any]:
         cell = nb201.to_nb201_genotype(space or nb201.SPACE, genotype)
