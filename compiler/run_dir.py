@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -123,6 +124,22 @@ class RunDirectory(Callback):
             # Hydra turns a callback's exceptions into warnings and goes on: a user mistake must stop the run here
             print(err, file=sys.stderr)
             raise SystemExit(2) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        r"""A sweep whose jobs would all write into one ``out_dir`` is refused before its first job (the second
+        would find the first's run there and stop). An ``out_dir`` swept itself, or built from swept values
+        (``out_dir=runs/seed${seed}``), gives each job its own."""
+        task_overrides = [str(o) for o in config.hydra.overrides.task]
+        swept = any(o.key_or_group.lstrip("+") == "out_dir" and o.is_sweep_override()
+                    for o in OverridesParser.create().parse_overrides(task_overrides))
+        if swept or OmegaConf.is_interpolation(config, "out_dir") or not config.get("out_dir"):
+            return
+        err = ArchError("a sweep (-m) runs several jobs, and they cannot share one out_dir",
+                        Span("out_dir", 0, 0), hint="leave out_dir out: each job gets its own directory under "
+                        "hydra.sweep.dir (multirun/DATE/TIME/N; set hydra.sweep.dir=D to choose it), or give each "
+                        "its own, e.g. 'out_dir=runs/seed${seed}'")
+        print(err, file=sys.stderr)
+        raise SystemExit(2)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.lock is not None:

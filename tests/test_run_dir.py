@@ -263,3 +263,19 @@ def test_a_sweep_still_writes_its_jobs_under_multirun(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["multirun"]
     jobs = sorted(p.parent.name for p in tmp_path.glob("multirun/*/*/*/history.jsonl"))
     assert jobs == ["0", "1"]
+
+
+def test_a_sweep_whose_jobs_would_share_one_out_dir_is_refused_before_its_first_job(tmp_path: Path) -> None:
+    sweep = ["-m", "+search=random", "space=nb201", "evaluator=table", "seed=0,1", "++search.budget=2",
+             "++search.progress=false", "++task.export_best=false"]
+    proc = run_cli(*sweep, "out_dir=shared", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "out_dir: error: a sweep (-m) runs several jobs, and they cannot share one out_dir" in proc.stderr
+    assert list(tmp_path.iterdir()) == []   # no job ran
+    # an out_dir built from a swept value gives each job its own; the sweep's table reads each job's results there
+    proc = run_cli(*sweep, "out_dir=runs/s${seed}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["s0", "s1"]
+    (summary,) = tmp_path.glob("multirun/*/*/summary.json")
+    rows = json.loads(summary.read_text())
+    assert [r["directory"] for r in rows] == ["runs/s0", "runs/s1"] and all("accuracy" in r["metrics"] for r in rows)

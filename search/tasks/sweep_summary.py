@@ -21,6 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from compiler.errors import ArchError
 from search.journal import atomic_write_json, atomic_write_text
@@ -80,6 +81,16 @@ def job_results(results: Path, config: Mapping[str, Any]) -> tuple[str, dict[str
     return None
 
 
+def _job_out_dir(config: Any) -> str | None:
+    """The job's out_dir as the job used it: resolved, since a sweep may build it from swept values
+    (``out_dir=runs/seed${seed}``)."""
+    try:
+        value = OmegaConf.select(config, "out_dir")
+    except InterpolationResolutionError:   # one this process cannot resolve: the text as written
+        value = OmegaConf.to_container(config).get("out_dir")
+    return str(value) if value else None
+
+
 def collect(sweep_dir: Path, statuses: Mapping[str, str] | None = None) -> list[JobSummary]:
     """Every job of the sweep in ``sweep_dir``, by job number. ``statuses``: Hydra's status by output directory."""
     statuses = statuses or {}
@@ -87,9 +98,11 @@ def collect(sweep_dir: Path, statuses: Mapping[str, str] | None = None) -> list[
     for hydra_file in sorted(sweep_dir.glob("**/.hydra/hydra.yaml")):
         hydra_cfg = OmegaConf.load(hydra_file).hydra
         config_file = hydra_file.with_name("config.yaml")
-        config: Any = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+        loaded = OmegaConf.load(config_file) if config_file.exists() else OmegaConf.create()
+        config: Any = OmegaConf.to_container(loaded)
         output_dir = Path(str(hydra_cfg.runtime.output_dir))
-        results = Path(str(config["out_dir"])) if config.get("out_dir") else output_dir
+        out_dir = _job_out_dir(loaded)
+        results = Path(out_dir) if out_dir else output_dir
         found = job_results(results, config)
         reported = statuses.get(str(output_dir))  # Hydra's word wins when the job raised; else the files' own
         status = reported if reported not in (None, "ok") else found[0] if found else reported or "no result"
