@@ -29,8 +29,7 @@ def check_space(cfg: DictConfig, space: Space) -> int:
         print(f"{d.name.ljust(width)}  {d.kind:<5}  {' | '.join(d.options)}")
     print(f"{space.name}: a search space of {space.size:,} architectures in {len(space.decisions)} decisions; every "
           f"option compiles (checked one decision at a time and on random combinations)")
-    print(f"wrote {out / 'space.json'}; search it with `python -m compiler +search=evolution space=...` "
-          f"(see conf/space/)")
+    print(f"wrote {out / 'space.json'}; search it with `python -m compiler +search=evolution arch={cfg.arch}`")
     return 0
 
 
