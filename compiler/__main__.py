@@ -10,7 +10,6 @@ signal ends the process at once.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 import compiler.run_dir  # noqa: F401  (registers the resolver of hydra.run.dir before Hydra reads it)
+from compiler.cli_checks import check_group_options, check_launcher
 from compiler.config_values import check_value, load_target
 from compiler.errors import ArchError
 from compiler.resources import CONFIG_SEARCH_PATH
@@ -87,23 +87,9 @@ def main(cfg: DictConfig) -> None:
         sys.exit(status)
 
 
-SUBMITIT_PLUGIN = "hydra_plugins.hydra_submitit_launcher"
-
-
-def _check_launcher(argv: list[str]) -> None:
-    """``hydra/launcher=submitit_*`` (conf/hydra/launcher/) without Hydra's submitit plugin: one line naming the
-    extra that installs it, exit status 2 (Hydra would stop later with a traceback)."""
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+~") == "hydra/launcher" and value.startswith("submitit_") \
-                and importlib.util.find_spec(SUBMITIT_PLUGIN) is None:
-            print(f"hydra/launcher: error: hydra/launcher={value} needs Hydra's submitit launcher plugin, which is "
-                  "not installed\n  hint: install the extra: pip install -e '.[slurm]'", file=sys.stderr)
-            sys.exit(2)
-
-
 def run() -> None:
-    _check_launcher(sys.argv[1:])
+    check_launcher(sys.argv[1:])
+    check_group_options(sys.argv[1:])
     for handled in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(handled) is not signal.SIG_IGN:  # e.g. nohup: an ignored signal stays ignored
             signal.signal(handled, _on_signal)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import EXAMPLES, run_cli
 
 
@@ -78,12 +80,33 @@ def test_a_config_hydra_cannot_compose_exits_2_with_hydra_s_message(tmp_path: Pa
     """Hydra exits 1 on a config it cannot compose; that is the user's mistake (issue 10): status 2, its message,
     no traceback."""
     for override, message in [("trainer.optimizer.lrr=1", "Key 'lrr' is not in struct"),
-                              ("profile=abc", "In 'config': Could not find 'profile/abc'"),
-                              ("+search=random objective=acc", "Could not find 'objective/acc'"),
+                              ("profile=abc hydra.searchpath=[file:///nowhere]", "Could not find 'profile/abc'"),
                               ("seed=[", "no viable alternative at input '['")]:
         proc = run_cli(*override.split(), f"out_dir={tmp_path / 'o'}")
         assert proc.returncode == 2, (override, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout, (override, proc.stderr)
+
+
+def test_an_option_a_config_group_lacks_is_one_line_naming_the_closest(tmp_path: Path) -> None:
+    for override, message in [
+            ("+search=evoluton", "search: error: no option 'evoluton' in the config group 'search'; did you mean "
+                                 "'evolution'?\n  hint: search is one of: darts, evolution, "),
+            ("profile=abc", "profile: error: no option 'abc' in the config group 'profile'\n"
+                            "  hint: profile is one of: cpu, cuda, none, predictor\n"),
+            ("-m +search=random objective=accuracy,acc_param", "objective: error: no option 'acc_param' in the "
+                                                               "config group 'objective'; did you mean 'acc_params'?")]:
+        proc = run_cli(*override.split(), f"out_dir={tmp_path / 'o'}", cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.startswith(message), (override, proc.stderr)
+        assert not (tmp_path / "o").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_group_options_are_not_judged_where_other_config_directories_may_hold_them(tmp_path: Path) -> None:
+    from compiler.cli_checks import check_group_options
+    check_group_options(["+search=mine", "hydra.searchpath=[file://my_conf]"])   # Hydra decides
+    check_group_options(["+search=glob(*)", "space=nb201", "seed=0,1", "out_dir=a,b"])   # nothing to judge here
+    with pytest.raises(SystemExit) as stopped:
+        check_group_options(["-m", "dataset=digits,mnist,cifar11"])
+    assert stopped.value.code == 2
 
 
 def test_a_task_s_own_status_is_passed_on(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.__main__ import SUBMITIT_PLUGIN, _check_launcher
+from compiler.cli_checks import SUBMITIT_PLUGIN, check_launcher
 from conftest import ROOT, run_cli
 
 # the sweeps skip only when the plugin is not installed; the message without it is tested either way
@@ -96,9 +96,9 @@ def test_a_submitit_launcher_without_the_plugin_is_one_line_naming_the_extra(
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == SUBMITIT_PLUGIN else real(name, *a))
-    _check_launcher(["-m", "hydra/launcher=joblib", "seed=0,1"])  # another launcher: not this check's business
+    check_launcher(["-m", "hydra/launcher=joblib", "seed=0,1"])  # another launcher: not this check's business
     with pytest.raises(SystemExit) as stopped:
-        _check_launcher(["-m", "hydra/launcher=submitit_slurm", "+search=random"])
+        check_launcher(["-m", "hydra/launcher=submitit_slurm", "+search=random"])
     assert stopped.value.code == 2
     assert capsys.readouterr().err == ("hydra/launcher: error: hydra/launcher=submitit_slurm needs Hydra's submitit "
                                        "launcher plugin, which is not installed\n  hint: install the extra: "
