@@ -121,8 +121,23 @@ def check_search(node: DictConfig | Mapping[str, Any] | None) -> Any:
     return one_shot.configure(node) if one_shot is not None else search_config(node)
 
 
+# keys people look for under `search` that a sampling search takes elsewhere (DARTS has its own epochs and lr)
+# (overrides that set it while searching, and for the final training of the best)
+ELSEWHERE = {
+    "epochs": ("evaluator.search_overrides.budget.epochs", "evaluator.final_overrides.budget.epochs"),
+    "batch_size": ("evaluator.search_overrides.batch_size", "evaluator.final_overrides.batch_size"),
+    "lr": ("trainer.optimizer.lr", "+evaluator.final_overrides.optimizer.lr"),
+}
+
+
 def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
     """The ``search`` node of a sampling search (every strategy but a one-shot one), checked."""
+    for key, (searching, final) in ELSEWHERE.items():
+        if isinstance(node, Mapping) and key in node:
+            raise ConfigError(f"search.{key}", f"unknown key '{key}': a search trains each candidate with the "
+                              "evaluator's trainer, whose settings are under evaluator",
+                              hint=f"while searching: {searching}=...; for the final training of the best: "
+                                   f"{final}=...")
     cfg = structured(SearchConfig, node, error=_error("search", "see conf/search/ for every strategy's keys"),
                      label="search")
     check_value(cfg.budget, int, "search.budget", minimum=1, hint="the number of distinct architectures to evaluate")

@@ -60,6 +60,8 @@ def test_user_registered_op_from_the_config(tmp_path: Path) -> None:
     assert "unflatten(1, (2, -1))" in source and "nn.Hardtanh(-0.5, 0.5)" in source
     proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}")
     assert proc.returncode == 2 and "unknown op or block 'channel_shuffle'" in proc.stderr
+    assert "hint: an op of your own is registered by a Python module named on the command line: ops=[my_ops]" \
+        in proc.stderr
     proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}", "ops=[no_such_module_xyz]")
     assert proc.returncode == 2 and "cannot import op module 'no_such_module_xyz'" in proc.stderr
 

@@ -189,6 +189,21 @@ def test_a_misspelt_search_key_names_the_valid_ones(name: str, plus: str) -> Non
     check(compose_config(f"+search={name}").search)  # the config as shipped passes
 
 
+@pytest.mark.parametrize("key, searching", [("epochs", "evaluator.search_overrides.budget.epochs"),
+                                           ("batch_size", "evaluator.search_overrides.batch_size"),
+                                           ("lr", "trainer.optimizer.lr")])
+def test_training_keys_under_search_point_to_where_a_sampling_search_takes_them(key: str, searching: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        search_config(compose_config("+search=evolution", f"+search.{key}=3").search)
+    assert str(info.value).startswith(f"search.{key}: error: unknown key '{key}': a search trains each candidate "
+                                      "with the evaluator's trainer")
+    assert info.value.hint.startswith(f"while searching: {searching}=...; for the final training of the best: ")
+    # each hint is an override that works
+    cfg = compose_config("+search=evolution", f"{searching}=3", info.value.hint.split("best: ")[1].replace("...", "3"))
+    assert OmegaConf.select(cfg, searching) == 3
+    assert darts_config(compose_config("+search=darts", f"search.{key}=3" if key != "lr" else "search.epochs=3").search)
+
+
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "darts"])
 def test_strategy_keys_are_the_strategy_s_own_arguments(name: str) -> None:
     cfg = compose_config(f"+search={name}", "+search.strategy.populaton_size=5")

@@ -385,9 +385,8 @@ class Expander:
                              target, stack=scope.stack)
         spec = self.registry.get(target.func)
         if spec is None or spec.internal:
-            hint = self.registry.suggest(target.func, self.blocks)
             raise self.error(f"unknown op or block '{target.func}'", target,
-                             f"did you mean '{hint}'?" if hint else None, stack=scope.stack)
+                             self.registry.unknown_hint(target.func, self.blocks), stack=scope.stack)
         ev = self.evaluator(scope)
         try:
             attrs = spec.bind([ev(a.value) for a in target.args if a.name is None],

@@ -71,8 +71,7 @@ def resolve(module: ast.Module, source: str | None = None, registry: OpRegistry 
             if call.func in blocks:
                 uses[d.name].append(call)
             elif call.func not in registry or registry[call.func].internal:
-                hint = registry.suggest(call.func, blocks)
-                raise fail(f"unknown op or block '{call.func}'", call, f"did you mean '{hint}'?" if hint else None)
+                raise fail(f"unknown op or block '{call.func}'", call, registry.unknown_hint(call.func, blocks))
 
     # Recursion among blocks: an iterative depth-first search over the block-uses-block graph.
     state: dict[str, int] = {}  # 1: on the current path, 2: done

@@ -172,6 +172,14 @@ class OpRegistry:
         hits = difflib.get_close_matches(name, [*public, *extra], n=1)
         return hits[0] if hits else None
 
+    def unknown_hint(self, name: str, blocks: Iterable[str] = ()) -> str:
+        """The hint of an 'unknown op or block' error: the closest op or block, else how to add an op of one's own."""
+        close = self.suggest(name, blocks)
+        if close:
+            return f"did you mean '{close}'?"
+        return ("an op of your own is registered by a Python module named on the command line: ops=[my_ops] "
+                "(see examples/custom_ops.py)")
+
     def __reduce__(self) -> str:
         """The global registry pickles by reference (a Space sent to a worker holds it): the receiving process
         has the same ops once it has imported the same op modules. Other registries hold lambdas: not picklable."""
