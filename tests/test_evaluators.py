@@ -75,3 +75,33 @@ def test_an_evaluator_that_times_candidates_refuses_parallel_workers() -> None:
     with pytest.raises(ConfigError, match=r"^search.workers: error: search.workers=2 with Timing: it times"):
         check_parallel(cfg, 2, Timing(), [])
     check_parallel(cfg, 2, CostEvaluator(), [])
+
+
+def test_a_finished_final_training_with_the_same_settings_is_read_back_not_repeated(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    import json
+
+    import numpy as np
+
+    from search.evaluators.train import TrainEvaluator
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "digits.arch"))
+    genotype = space.random_genotype(np.random.default_rng(0))
+    quick = {"budget": {"epochs": 1}, "batch_size": 64, "cpu_threads": 1, "progress": False}
+
+    def evaluator(**final):
+        return TrainEvaluator({"_target_": "search.data.digits.load_digits_splits"}, search_overrides=quick,
+                              final_overrides={**quick, **final})
+    first = evaluator().final(genotype, space, tmp_path)
+    assert first["status"] == "ok" and (tmp_path / "weights.pt").is_file()
+    weights = (tmp_path / "weights.pt").read_bytes()
+    trained: list[int] = []
+    again = evaluator(progress=True)   # the display is no setting of the training
+    real_train = again._train
+    monkeypatch.setattr(again, "_train", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    assert again.final(genotype, space, tmp_path) == json.loads((tmp_path / "metrics.json").read_text())
+    assert trained == [] and (tmp_path / "weights.pt").read_bytes() == weights
+    other = evaluator(budget={"epochs": 2})   # another final budget: trained anew
+    monkeypatch.setattr(other, "_train", lambda *a, **k: trained.append(1) or TrainEvaluator._train(other, *a, **k))
+    assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1]
+    (tmp_path / "weights.pt").unlink()   # weights gone: trained anew even with the same settings
+    assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1, 1]

@@ -135,10 +135,28 @@ class TrainEvaluator(EvaluatorBase):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_data": None}  # a copy sent to a worker loads the data itself, once
 
+    def final_settings(self, genotype: Sequence[int], space: Any) -> str:
+        """A fingerprint of everything the final training of ``genotype`` depends on (the network's source, the
+        data set, the trainer with the final overrides, the seed; not the progress display)."""
+        trainer = _merge(self.trainer, {"evaluate_test": True, **self.final_overrides})
+        trainer.pop("progress", None)
+        settings = {"source": space.compile(genotype).source, "dataset": self.dataset_config, "trainer": trainer,
+                    "seed": candidate_seed(self.seed, genotype)}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
     def final(self, genotype: Sequence[int], space: Any, out: Path) -> dict[str, Any]:
-        """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py."""
+        """Train once more with the final budget, measure test accuracy, and save weights.pt for model.py. A
+        finished final training of the same network with the same settings in ``out`` (a command run again after
+        its search had ended) is read back, not repeated: it is seeded, so it would give the same."""
+        fingerprint = self.final_settings(genotype, space)
+        done = _finished_final(out, fingerprint)
+        if done is not None:
+            print(f"{out}: the final training of this architecture with these settings is there already "
+                  "(metrics.json, weights.pt); not trained again")
+            return done
         model, result = self._train(genotype, space, {"evaluate_test": True, **self.final_overrides})
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
+        metrics["trained_with"] = {"settings_sha256": fingerprint}
         # model.py expects inputs normalised like this: (pixels / 255 - mean) / std, per channel
         metrics["normalization"] = {"mean": list(self.data.mean), "std": list(self.data.std)}
         if result.ok:
@@ -147,3 +165,17 @@ class TrainEvaluator(EvaluatorBase):
             metrics["weights"] = "weights.pt"
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
+
+
+def _finished_final(out: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The metrics of a finished final training in ``out`` with these settings, or None. metrics.json is written
+    last, after weights.pt, so a training cut short leaves none."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (FileNotFoundError, ValueError):   # none, or not JSON (UnicodeDecodeError is a ValueError too)
+        return None
+    if not isinstance(metrics, dict) or metrics.get("trained_with") != {"settings_sha256": fingerprint}:
+        return None
+    if metrics.get("status", "ok") == "ok" and not (out / "weights.pt").is_file():
+        return None
+    return metrics
