@@ -105,3 +105,25 @@ def test_a_finished_final_training_with_the_same_settings_is_read_back_not_repea
     assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1]
     (tmp_path / "weights.pt").unlink()   # weights gone: trained anew even with the same settings
     assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1, 1]
+
+
+def test_candidates_log_no_epoch_lines_and_the_final_training_does(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import numpy as np
+
+    from search.evaluators.train import TrainEvaluator
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "digits.arch"))
+    genotype = space.random_genotype(np.random.default_rng(1))
+    quick = {"budget": {"epochs": 2}, "batch_size": 64, "cpu_threads": 1, "progress": False}
+    evaluator = TrainEvaluator({"_target_": "search.data.digits.load_digits_splits"}, search_overrides=quick,
+                               final_overrides=quick)
+    with caplog.at_level(logging.DEBUG, logger="search.training.trainer"):
+        metrics = evaluator(genotype, space)
+        candidate = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("epoch")]
+        caplog.clear()
+        evaluator.final(genotype, space, tmp_path)
+        final = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("epoch")]
+    assert len(metrics["val_curve"]) == 2   # the curve is in the record ...
+    assert [level for level, _ in candidate] == [logging.DEBUG] * 2   # ... so its epochs are not on the console
+    assert [level for level, _ in final] == [logging.INFO] * 2 and final[1][1].startswith("epoch 2/2")

@@ -110,7 +110,7 @@ class TrainEvaluator(EvaluatorBase):
             curve.append(float(record["val_acc"]))
             return self.stopper is not None and self.stopper.should_stop(curve)
 
-        _, result = self._train(genotype, space, {"evaluate_test": False, "progress": False,
+        _, result = self._train(genotype, space, {"evaluate_test": False, "progress": False, "log_epochs": False,
                                                   **self.search_overrides}, on_epoch)
         metrics: dict[str, Any] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
         metrics["val_curve"] = curve

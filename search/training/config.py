@@ -109,6 +109,8 @@ class TrainerConfig:
     #                                   one-off costs (cuDNN autotuning for new shapes, lazy CUDA set-up) are not
     #                                   timed as training: a search that times many new networks needs it on CUDA
     progress: Optional[bool] = None   # progress bar; null: when stderr is a terminal
+    log_epochs: bool = True           # one log line per epoch (INFO; else DEBUG): a search's candidates turn it off,
+    #                                   their validation curves are in history.jsonl (val_curve)
     distributed: str = "none"         # none | ddp: DistributedDataParallel over several processes (distributed.py),
     #                                   started by torchrun, or by the trainer itself (processes)
     processes: Optional[int] = None   # ddp without torchrun: processes to start (null: one per GPU)

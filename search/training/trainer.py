@@ -380,7 +380,7 @@ class _Run:
                 if cfg.keep_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.eval_model().state_dict().items()}
         self.history.append(record)
-        say = log.info if self.rank.writer else log.debug  # under DDP, rank 0 alone reports
+        say = log.info if self.rank.writer and cfg.log_epochs else log.debug  # under DDP, rank 0 alone reports
         say("epoch %d/%d  step %d  loss %.4f  train %.2f%%%s  %.0f img/s", epoch + 1, self.epochs, self.step,
             record["train_loss"], 100 * record["train_acc"],
             f"  val {100 * record['val_acc']:.2f}%" if "val_acc" in record else "", record["images_per_s"])
