@@ -188,8 +188,8 @@ class Supernet:
             source = source_attr.get(partner[node.name])   # None: simplified away (identity), holds no state
             for rest, value in by_attr.get(source, []) if source is not None else []:
                 result[f"{target_attr[node.name]}.{rest}"] = value
-            if node.op == "bn" and node.attrs["affine"] and f"{target_attr[node.name]}.weight" not in result:
-                # a batch norm the supernet ran without affine parameters (option_affine=False): scale 1, shift 0
+            if node.attrs.get("affine") is True and f"{target_attr[node.name]}.weight" not in result:
+                # a norm the supernet ran without affine parameters (option_affine=False): scale 1, shift 0
                 channels = node.shape[0]
                 result[f"{target_attr[node.name]}.weight"] = torch.ones(channels)
                 result[f"{target_attr[node.name]}.bias"] = torch.zeros(channels)
@@ -234,8 +234,8 @@ def build_supernet(space: Space, fixed: Mapping[str, Any] | None = None, unrelax
                 node = node.with_meta(what=f"decision '{d.name}': {' | '.join(d.options)}")
             described.append(node)
         expanded = expanded.replace_nodes(described).inference_graph()
-        groups = find_edge_groups(expanded)
-        rewritten = normalise_edges(expanded, groups) if edge_norm else expanded
+        groups = find_edge_groups(expanded, space.options.registry)
+        rewritten = normalise_edges(expanded, groups, space.options.registry) if edge_norm else expanded
         if not option_affine:
             rewritten = without_affine_norms(rewritten)
         if partial_channels > 1:

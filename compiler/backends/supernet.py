@@ -102,13 +102,13 @@ def generate_supernet_source(graph: Graph, arch_sizes: Sequence[int], edge_sizes
         forward_lines=forward_lines, skippable=skippable, result=low.result, example_inputs=low.example_inputs)
 
 
-def find_edge_groups(graph: Graph) -> list[tuple[int, ...]]:
-    """The relaxed decisions summed by each node: for every `add` with relaxed (mixed) inputs, their decision
-    indices, once per distinct group (cells that share decisions give the same group)."""
+def find_edge_groups(graph: Graph, registry: OpRegistry) -> list[tuple[int, ...]]:
+    """The relaxed decisions summed by each node: for every sum (an op that ``sums_inputs``) with relaxed (mixed)
+    inputs, their decision indices, once per distinct group (cells that share decisions give the same group)."""
     producers = {node.name: node for node in graph.nodes}
     groups: list[tuple[int, ...]] = []
     for node in graph.nodes:
-        if node.op != "add":
+        if not _sums(node, registry):
             continue
         group = tuple(producers[i].attrs["decision"] for i in node.inputs if producers[i].op == "mixed")
         if group and group not in groups:
@@ -116,12 +116,17 @@ def find_edge_groups(graph: Graph) -> list[tuple[int, ...]]:
     return groups
 
 
-def normalise_edges(graph: Graph, groups: Sequence[tuple[int, ...]]) -> Graph:
-    """Every `add` of relaxed edges only becomes an `edge_sum` over its group's logits."""
+def _sums(node: Node, registry: OpRegistry) -> bool:
+    spec = registry.get(node.op)
+    return spec is not None and spec.sums_inputs
+
+
+def normalise_edges(graph: Graph, groups: Sequence[tuple[int, ...]], registry: OpRegistry) -> Graph:
+    """Every sum of relaxed edges only becomes an `edge_sum` over its group's logits."""
     producers = {node.name: node for node in graph.nodes}
     nodes = []
     for node in graph.nodes:
-        if node.op == "add" and all(producers[i].op == "mixed" for i in node.inputs):
+        if _sums(node, registry) and all(producers[i].op == "mixed" for i in node.inputs):
             group = groups.index(tuple(producers[i].attrs["decision"] for i in node.inputs))
             node = dataclasses.replace(node, op="edge_sum", attrs=frozen({"group": group}))
         nodes.append(node)
@@ -129,9 +134,10 @@ def normalise_edges(graph: Graph, groups: Sequence[tuple[int, ...]]) -> Graph:
 
 
 def without_affine_norms(graph: Graph) -> Graph:
-    """Batch norms inside relaxed options (nodes with a guard) without affine parameters."""
+    """Norms inside relaxed options (nodes with a guard) without affine parameters: every op with an ``affine``
+    attribute (``bn``; torch's norm layers' convention: ``affine`` switches their ``weight`` and ``bias``)."""
     return graph.replace_nodes([dataclasses.replace(n, attrs=frozen({**n.attrs, "affine": False}))
-                                if n.op == "bn" and n.meta.get("guard") else n for n in graph.nodes])
+                                if "affine" in n.attrs and n.meta.get("guard") else n for n in graph.nodes])
 
 
 def _choice_inputs(mixed: Node, producers: Mapping[str, Node]) -> tuple[list[str], set[str]]:
