@@ -50,10 +50,7 @@ def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
     Other producers (conv, batch norm, add, pooling) keep their inputs, never their outputs, for backward, and
     autograd's version counter turns any mistake here into an error rather than a wrong gradient.
     """
-    uses: dict[str, int] = {}
-    for n in graph.nodes:
-        for i in n.inputs:
-            uses[i] = uses.get(i, 0) + 1
+    users = graph.users()
     ops = {n.name: n.op for n in graph.nodes}
     outputs = set(graph.outputs)
     result = set()
@@ -62,7 +59,7 @@ def in_place_nodes(graph: Graph, registry: OpRegistry = REGISTRY) -> set[str]:
             continue
         first = node.inputs[0]
         producer = registry[ops[first]]
-        if producer.fresh_output and not producer.activation and uses[first] == 1 and first not in outputs:
+        if producer.fresh_output and not producer.activation and len(users[first]) == 1 and first not in outputs:
             result.add(node.name)
     return result
 

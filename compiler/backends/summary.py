@@ -125,11 +125,3 @@ def layer_table(summary: dict[str, Any], max_rows: int | None = None) -> str:
     total = f"{summary['name']}: {summary['params']:,} parameters{at_inference}, {summary['macs']:,} MACs per " \
             f"sample, input {summary['input_shape']} -> output {summary['output_shape']}"
     return "\n".join(lines + ["-" * len(lines[0]), total])
-
-
-def human(n: float) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}P" if math.isfinite(n) else str(n)

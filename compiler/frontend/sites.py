@@ -162,18 +162,3 @@ def space_decisions(module: ast.Module, source: str, limits: Limits = DEFAULT_LI
         sites[(ns, choice.site)] = len(decisions)
         decisions.append(Decision(name, options_text, kind, choice.span))
     return tuple(decisions), sites
-
-
-def choice_nodes(module: ast.Module) -> list[ast.Choice]:
-    """Every choice node of the module, in site order."""
-    found: list[ast.Choice] = []
-    pending: list[object] = [module]
-    while pending:   # iterative: the AST's depth is bounded (limits.max_depth), but no recursion is needed here
-        node = pending.pop()
-        if isinstance(node, tuple):
-            pending.extend(node)
-        elif isinstance(node, ast.Node):
-            if isinstance(node, ast.Choice):
-                found.append(node)
-            pending.extend(getattr(node, name) for name in node.__dataclass_fields__ if name != "span")
-    return sorted(found, key=lambda c: c.site)
