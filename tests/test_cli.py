@@ -120,3 +120,16 @@ def test_a_task_s_own_status_is_passed_on(tmp_path: Path) -> None:
         proc = run_cli(f"task._target_=status_tasks.{task}", f"out_dir={tmp_path / task}", cwd=tmp_path)
         assert proc.returncode == status, (task, proc.stderr)
     assert "RuntimeError: a bug" in proc.stderr
+
+
+def test_compiling_a_model_too_large_to_build_writes_it_and_warns(tmp_path: Path) -> None:
+    arch = tmp_path / "big.arch"
+    arch.write_text("model big() {\n  input x: [3, 8, 8]\n  output x -> conv(1000000, 3) -> conv(1000000, 3)\n}\n")
+    proc = run_cli(f"arch={arch}", f"out_dir={tmp_path / 'o'}")
+    assert proc.returncode == 0 and (tmp_path / "o" / "model.py").is_file()
+    warning = proc.stdout.splitlines()[-2:]
+    assert warning[0].startswith("warning: this model is too large to build here: the model has 9,000,029,000,000 "
+                                 "parameters")
+    assert warning[1].startswith("  hint: if this is intended, raise the limit: limits.max_params=")
+    small = run_cli(f"arch={EXAMPLES / 'resnet20.arch'}", f"out_dir={tmp_path / 's'}")
+    assert small.returncode == 0 and "warning" not in small.stdout

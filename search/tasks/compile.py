@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from compiler.api import read_source
 from compiler.config_values import ConfigError, check_value
+from compiler.errors import ArchError
 from compiler.ir.ops import load_op_modules
 from compiler.passes.analyse import check_build
 from compiler.space import Space, load_space
@@ -56,6 +57,11 @@ def compile_task(cfg: DictConfig) -> int:
         print(warning)
     print(result.layer_table(max_rows))
     print(f"wrote {out / 'model.py'}, {out / 'profile.py'}, {out / 'arch.arch'}, {out / 'summary.json'}")
+    try:   # compiling writes source only; say now what building it (training, profiling, exports) would refuse
+        check_build(result.graph, result.limits)
+    except ArchError as err:
+        print(f"warning: this model is too large to build here: {err.message}" + (f"\n  hint: {err.hint}"
+                                                                                   if err.hint else ""))
     if formats:
         write_exports(result, result.build(), out, formats, str(cfg.arch),  # freshly initialised weights
                       library_logs=bool(cfg.get("debug")))
