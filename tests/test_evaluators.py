@@ -105,6 +105,15 @@ def test_a_finished_final_training_with_the_same_settings_is_read_back_not_repea
     assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1]
     (tmp_path / "weights.pt").unlink()   # weights gone: trained anew even with the same settings
     assert other.final(genotype, space, tmp_path)["epochs"] == 2 and trained == [1, 1]
+    # a final training cut short (changed settings) leaves neither the old metrics nor the old weights behind, so
+    # the old settings cannot read back a mismatched pair later
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    cut = evaluator(budget={"epochs": 3})
+    monkeypatch.setattr(cut, "_train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cut.final(genotype, space, tmp_path)
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "weights.pt").exists()
 
 
 def test_candidates_log_no_epoch_lines_and_the_final_training_does(tmp_path: Path, caplog) -> None:

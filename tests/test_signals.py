@@ -18,10 +18,17 @@ SEARCH = ["+search=evolution", "search.budget=4", "evaluator.search_overrides.bu
           "task.export_best=false"]
 
 
+def _default_signals() -> None:
+    """In the child, before the program starts: SIGINT as a terminal gives it. A shell that runs the tests in the
+    background (`pytest ... &` without job control) ignores SIGINT, its children inherit that, and the program rightly
+    keeps an ignored signal ignored (as under nohup): the SIGINT cases would then test nothing and time out."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
     return subprocess.Popen([sys.executable, "-m", "compiler", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_signals)
 
 
 def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,6 +19,7 @@ from compiler.config_values import ConfigError, check_arguments, check_seed
 from search.data import DataSplits, check_dataset_config, load_dataset
 from search.early_stopping import MedianStopping
 from search.evaluators.base import EvaluatorBase
+from search.journal import atomic_write_text
 from search.schema import refusals_named
 from search.training import distributed, processes, seed_everything, train, trainer_config
 from search.training.checks import trainer_with_overrides
@@ -154,6 +156,8 @@ class TrainEvaluator(EvaluatorBase):
             print(f"{out}: the final training of this architecture with these settings is there already "
                   "(metrics.json, weights.pt); not trained again")
             return done
+        for stale in ("metrics.json", "weights.pt"):   # an earlier final training's: never left beside this one's
+            (out / stale).unlink(missing_ok=True)
         model, result = self._train(genotype, space, {"evaluate_test": True, **self.final_overrides})
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool))}
         metrics["trained_with"] = {"settings_sha256": fingerprint}
@@ -161,9 +165,11 @@ class TrainEvaluator(EvaluatorBase):
         metrics["normalization"] = {"mean": list(self.data.mean), "std": list(self.data.std)}
         if result.ok:
             trained = result.model if result.model is not None else model
-            torch.save({k: v.detach().cpu() for k, v in trained.state_dict().items()}, out / "weights.pt")
+            partial = out / "weights.pt.tmp"
+            torch.save({k: v.detach().cpu() for k, v in trained.state_dict().items()}, partial)
+            os.replace(partial, out / "weights.pt")
             metrics["weights"] = "weights.pt"
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")   # last: marks it finished
         return metrics
 
 
