@@ -185,4 +185,4 @@ def test_optuna_takes_candidates_skipped_before_training(objectives):
     strategy = build("optuna_tpe", objectives)
     genotype = strategy.ask()
     strategy.tell(genotype, {"status": "infeasible", "violation": 0.5, "params": 7.5})
-    assert strategy.told == [[list(genotype), None, 0.0]] and len(strategy.ask(3)) == 3
+    assert strategy.trials == [[list(genotype), True, None, 0.0]] and len(strategy.ask(3)) == 3

@@ -83,6 +83,36 @@ def test_resume_gives_the_same_future(name):
     assert resumed.next() is None and resumed.spent == 40
 
 
+@pytest.mark.parametrize("name, objectives", [*[(n, "accuracy") for n in CONFIGS],
+                                              ("optuna_tpe", {"objectives": ["accuracy"],
+                                                              "constraints": ["accuracy>=-3"]})])
+def test_resume_with_candidates_in_flight_gives_the_same_future(name, objectives):
+    """As several workers run it (search.workers=3): three candidates out at a time, results told in proposal order;
+    stopped with three in flight, resumed as the loop resumes (the in-flight ones evaluated first, not asked again)."""
+    def drive(search, steps, in_flight=()):
+        queue, out = list(in_flight), []
+        while True:
+            while len(queue) < 3 and (g := search.next()) is not None:
+                queue.append(g)
+            if not queue or len(out) == steps:
+                break
+            g = queue.pop(0)
+            search.record(g, toy(g) if sum(g) % 7 else {"status": "failed", "error": "simulated crash"})
+            out.append(g)
+        return out, queue
+
+    full, _ = drive(BudgetedSearch(build(name, seed=3, objectives=objectives), budget=45, seed=3), 45)
+    first = BudgetedSearch(build(name, seed=3, objectives=objectives), budget=45, seed=3)
+    head, in_flight = drive(first, 20)
+    assert len(in_flight) == 3
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = BudgetedSearch(build(name, seed=3, objectives=objectives), budget=45, seed=3)
+    resumed.load_state_dict(state)
+    resumed.pending.update(in_flight)
+    rest, _ = drive(resumed, 45, in_flight)
+    assert head + rest == full
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_failed_candidates_rank_last(name):
     failing = {g for g in (SMALL.random_genotype(np.random.default_rng(s)) for s in range(100))}
