@@ -311,3 +311,45 @@ def test_device_loader_normalises_shuffles_and_drops_last() -> None:
     assert torch.equal(order_a, order_b) and not torch.equal(order_a, data.train.labels[:len(order_a)])
     second_epoch = torch.cat([y for _, y in loader])
     assert not torch.equal(second_epoch, order_a)                               # a new order each epoch
+
+
+def _corrupt(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def test_a_damaged_archive_is_an_error_never_a_smaller_data_set(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "tree")
+    plain = tmp_path / "tree.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(root, arcname="top")
+    data = plain.read_bytes()
+    with tarfile.open(plain) as tar:   # a member header in the middle of the archive
+        header = tar.getmembers()[len(tar.getmembers()) // 2].offset
+    bad_header = tmp_path / "bad_header.tar"
+    bad_header.write_bytes(_corrupt(data, header + 148))   # its checksum field: tarfile stopped there, silently
+    with pytest.raises(DataError, match="the archive is damaged: its listing ends at offset"):
+        imagefolder.read_imagefolder(bad_header, cache_dir=tmp_path / "c")
+    for suffix, mode in ((".tar.xz", "w:xz"), (".tar.gz", "w:gz")):
+        packed = tmp_path / f"tree{suffix}"
+        with tarfile.open(packed, mode) as tar:
+            tar.add(root, arcname="top")
+        broken = tmp_path / f"broken{suffix}"
+        broken.write_bytes(_corrupt(packed.read_bytes(), len(packed.read_bytes()) // 2))
+        with pytest.raises(DataError, match=r"cannot read the archive \(damaged\?\)|the archive is damaged") as info:
+            imagefolder.read_imagefolder(broken, cache_dir=tmp_path / "c")
+        assert str(info.value).startswith(str(broken))
+    assert not list((tmp_path / "c").glob("imagefolder/*.pt"))   # nothing cached
+
+
+def test_an_image_that_cannot_be_used_is_named(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "tree")
+    (root / "train" / "dog" / "009.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"cannot use the image 'train/dog/009.png': not an image Pillow can decode"):
+        imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c")
+    (root / "train" / "dog" / "009.png").unlink()
+    Image.new("RGB", (4097, 2)).save(root / "train" / "dog" / "wide.png")
+    with pytest.raises(DataError, match=r"'train/dog/wide.png': 4097x2 pixels, more than 4,096 a side") as info:
+        imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c")
+    assert "dataset.image_size" in str(info.value)
+    resized = imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c", image_size=(6, 6))
+    assert resized["train_images"].shape[1:] == (3, 6, 6)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import bisect
 import logging
+import lzma
 import tarfile
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,7 +21,7 @@ import torch
 from compiler.config_values import ConfigError, check_value
 from search.data.base import DataError, DataSplits, Split, make_splits
 from search.data.cache import cache_key, cache_root, file_digest, load_tensors, save_tensors, tree_fingerprint
-from search.data.decode import decode_many
+from search.data.decode import MAX_SIDE, DecodeError, decode_many
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".
 SPLITS = ("train", "test")
 CACHE_VERSION = 1
 LAYOUT_HINT = "expected root/train/<class>/<image> and root/test/<class>/<image> (a folder or a .tar[.gz|.xz] of one)"
+
+MAX_FILE_BYTES = 256 * 2**20   # one image file of an archive is read whole into memory: at most this
+END_CHECK_CHUNK = 2**20
 
 # split -> class -> [(file name, bytes or path)]
 Listing = dict[str, dict[str, list[tuple[str, bytes | str]]]]
@@ -58,6 +63,9 @@ def _list_archive(path: Path, limits: Limits) -> Listing:
                 parts = member.name.split("/")
                 if not (member.isfile() and _is_image_entry(parts)):
                     continue
+                if member.size > MAX_FILE_BYTES:
+                    raise DataError(f"'{member.name}' holds {member.size:,} bytes, more than an image file may "
+                                    f"({MAX_FILE_BYTES:,})", path)
                 split, limit, entries = parts[-3], limits.get(parts[-3]), kept[parts[-3]][parts[-2]]
                 key = (parts[-1], index)   # the order of _select's stable sort by file name
                 if limit is not None and len(entries) >= limit and key >= entries[-1][:2]:
@@ -65,8 +73,9 @@ def _list_archive(path: Path, limits: Limits) -> Listing:
                 bisect.insort(entries, (*key, archive.extractfile(member).read()))  # type: ignore[union-attr]
                 if limit is not None and len(entries) > limit:
                     entries.pop()
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise DataError(f"cannot read the archive: {err}", path) from err
+            _check_read_to_its_end(archive, path, len(archive.members))
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as err:
+        raise DataError(f"cannot read the archive (damaged?): {type(err).__name__}: {err}", path) from err
     listing: Listing = defaultdict(dict)
     for split, classes in kept.items():
         for cls, entries in classes.items():
@@ -74,23 +83,39 @@ def _list_archive(path: Path, limits: Limits) -> Listing:
     return listing
 
 
+def _check_read_to_its_end(archive: tarfile.TarFile, path: Path, entries: int) -> None:
+    """tarfile ends its listing quietly at a damaged member header, which would make a smaller data set (and cache
+    it): after the end-of-archive marker only zero padding may follow. Reading to the end also makes gzip and xz
+    check their checksums."""
+    assert archive.fileobj is not None
+    while chunk := archive.fileobj.read(END_CHECK_CHUNK):
+        if chunk.count(0) != len(chunk):
+            raise DataError(f"the archive is damaged: its listing ends at offset {archive.offset:,}, before its end "
+                            f"(a broken member header); {entries:,} entries were read", path)
+
+
 def _is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def _select(per_class: Mapping[str, list[tuple[str, bytes | str]]], classes: Sequence[str],
-            limit: int | None) -> tuple[list[bytes | str], list[int]]:
-    sources, labels = [], []
+            limit: int | None) -> tuple[list[bytes | str], list[int], list[str]]:
+    """The sources, labels and names (class/file) of the first ``limit`` images of each class by file name."""
+    sources, labels, names = [], [], []
     for label, cls in enumerate(classes):
-        for _, source in sorted(per_class.get(cls, []), key=lambda item: item[0])[:limit]:
+        for name, source in sorted(per_class.get(cls, []), key=lambda item: item[0])[:limit]:
             sources.append(source)
             labels.append(label)
-    return sources, labels
+            names.append(f"{cls}/{name}")
+    return sources, labels, names
 
 
-def _decode_split(sources: list[bytes | str], mode: str, size: tuple[int, int] | None, workers: int | None,
-                  where: Path) -> torch.Tensor:
-    arrays = decode_many(sources, mode, size, workers)
+def _decode_split(sources: list[bytes | str], names: list[str], mode: str, size: tuple[int, int] | None,
+                  workers: int | None, where: Path) -> torch.Tensor:
+    try:
+        arrays = decode_many(sources, mode, size, workers, names)
+    except DecodeError as err:
+        raise DataError(f"cannot use the image '{err.name}': {err.reason}", where) from err
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"images of different sizes ({', '.join(str(s[:2]) for s in sorted(shapes)[:4])}, ...)",
@@ -109,8 +134,9 @@ def _build(root: Path, listing: Listing, mode: str, size: tuple[int, int] | None
         raise DataError(f"test classes {unknown} have no training images", root, hint=LAYOUT_HINT)
     result: dict[str, Any] = {"version": CACHE_VERSION, "classes": classes}
     for split, limit in (("train", max_per_class), ("test", max_test_per_class)):
-        sources, labels = _select(listing[split], classes, limit)
-        result[f"{split}_images"] = _decode_split(sources, mode, size, workers, root)
+        sources, labels, names = _select(listing[split], classes, limit)
+        names = [f"{split}/{name}" for name in names]
+        result[f"{split}_images"] = _decode_split(sources, names, mode, size, workers, root)
         result[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
     return result
 
@@ -149,7 +175,7 @@ def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, m
 
 
 MODES = ("RGB", "L")   # the Pillow modes a data set is decoded to: 3 channels or 1
-MAX_IMAGE_SIDE = 4096  # decoded images are held in memory as uint8: 48 MiB per RGB image at this size
+MAX_IMAGE_SIDE = MAX_SIDE   # also the largest dataset.image_size
 
 
 def check_options(mode: str, image_size: Any, max_per_class: Any, max_test_per_class: Any, workers: Any) -> None:
