@@ -150,6 +150,10 @@ def test_carve_validation_is_disjoint_stratified_and_seeded() -> None:
     assert ids(carve_validation(split, 60, seed=6)[1]) != ids(val)
     with pytest.raises(DataError):
         carve_validation(split, n, seed=0)
+    # too few left to hold every class (a stratified split cannot; scikit-learn's raw error used to reach the user):
+    # an unstratified split, still seeded and disjoint
+    rest, held = carve_validation(split, n - 2, seed=0)
+    assert len(rest) == 2 and len(held) == n - 2 and ids(rest).isdisjoint(ids(held))
 
 
 def test_channel_stats_match_numpy() -> None:

@@ -375,3 +375,14 @@ def test_bench_end_to_end_then_resumed_from_its_cache(tmp_path: Path, capsys) ->
     label = bench.ensemble_label(DEFAULT_ENSEMBLE)
     assert set(first["correlations"]) == {"naswot", "jacob_cov", "params", label}
     assert {"compile", "build", "jacobian", "params", label} <= set(first["seconds_per_cell"]["seconds"])
+
+
+def test_a_score_that_overflows_to_infinity_ranks_worst_not_best() -> None:
+    # synflow multiplies the layers' |weights|: 12 layers of 1e30 overflow even float64; +inf used to rank first in
+    # the run that scored it and, read back from JSON (null), last after a resume
+    layers = [torch.nn.Linear(4, 4) for _ in range(12)]
+    for layer in layers:
+        torch.nn.init.constant_(layer.weight, 1e30)
+    scores = measure_proxies(["synflow", "naswot"], model=torch.nn.Sequential(*layers),
+                             inputs=torch.randn(4, 4)).scores
+    assert scores["synflow"] == WORST

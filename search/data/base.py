@@ -120,7 +120,8 @@ def carve_validation(train: Split, val_size: float | int, seed: int) -> tuple[Sp
     if not 0 < count < n:
         raise DataError(f"val_size={val_size} leaves no training images out of {n}", hint="use a fraction like 0.1")
     labels = train.labels.numpy()
-    stratify = labels if np.bincount(labels).min() >= 2 and count >= len(np.unique(labels)) else None
+    classes = len(np.unique(labels))   # a stratified split needs each class twice and both sides to hold them all
+    stratify = labels if np.bincount(labels).min() >= 2 and classes <= count <= n - classes else None
     keep, held = train_test_split(np.arange(n), test_size=count, random_state=seed, stratify=stratify)
     return train.subset(np.sort(keep)), train.subset(np.sort(held))
 

@@ -109,7 +109,7 @@ class ProxyScorer:
         return self._batch
 
     def __call__(self, genotype: Sequence[int], space: Space) -> tuple[dict[str, float], float]:
-        """(proxy -> score, wall seconds of compile, build and scoring). NaN counts as -inf."""
+        """(proxy -> score, wall seconds of compile, build and scoring); a score that is no finite number is -inf."""
         start = time.perf_counter()
         compiled = space.compile(genotype)
         probe: dict[str, Any] = {"summary": compiled.summary, "seed": self.seed}
@@ -118,9 +118,7 @@ class ProxyScorer:
                 torch.manual_seed(candidate_seed(self.seed, list(genotype)))
                 probe["model"] = compiled.build()
             probe["inputs"], probe["targets"] = self._inputs(compiled.graph.inputs[0].shape)
-        scores = measure_proxies(self.names, **probe).scores
-        scores = {n: WORST if math.isnan(v) else float(v) for n, v in scores.items()}
-        return scores, time.perf_counter() - start
+        return measure_proxies(self.names, **probe).scores, time.perf_counter() - start
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_batch": None}

@@ -50,7 +50,9 @@ def without_batchnorm(net: nn.Module) -> nn.Module:
     return net
 
 
-def nan_to_worst(value: float) -> float:
-    """``value`` as a float; NaN (an undefined score: a degenerate network) becomes ``WORST``."""
+def finite_or_worst(value: float) -> float:
+    """``value`` as a float; NaN (an undefined score: a degenerate network) and infinity (an overflow, e.g. synflow's
+    product in a deep network) become ``WORST``: a score that is no number ranks last, in a run and after a resume
+    alike (JSON holds no infinity: the run directory stores WORST as null)."""
     value = float(value)
-    return WORST if math.isnan(value) else value
+    return value if math.isfinite(value) else WORST

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from search.proxies.base import WORST, nan_to_worst, scratch_copy
+from search.proxies.base import WORST, finite_or_worst, scratch_copy
 from search.proxies.naswot import ActivationKernel, kernel_logdet
 
 K = 1e-5
@@ -30,7 +30,7 @@ def jacobian_score(jacobian: torch.Tensor, k: float = K) -> float:
     if not bool(torch.isfinite(corr).all()):
         return WORST
     eigenvalues = torch.linalg.eigvalsh(corr)
-    return nan_to_worst(-float((torch.log(eigenvalues + k) + 1.0 / (eigenvalues + k)).sum()))
+    return finite_or_worst(-float((torch.log(eigenvalues + k) + 1.0 / (eigenvalues + k)).sum()))
 
 
 def jacobian_and_codes_scores(model: nn.Module, inputs: torch.Tensor) -> dict[str, float]:

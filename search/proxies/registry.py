@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from search.proxies import cost
+from search.proxies.base import finite_or_worst
 from search.proxies.gradients import loss_gradient_scores, zico
 from search.proxies.jacob_cov import jacobian_and_codes_scores
 from search.proxies.naswot import naswot
@@ -138,7 +139,7 @@ def measure_proxies(names: Sequence[str], *, model: nn.Module | None = None, inp
             torch.cuda.synchronize(device)
         seconds[computation.name] = time.perf_counter() - start
         cpu_seconds[computation.name] = time.process_time() - cpu_start
-    return ProxyResult({n: scores[n] for n in names}, seconds, cpu_seconds)
+    return ProxyResult({n: finite_or_worst(scores[n]) for n in names}, seconds, cpu_seconds)
 
 
 def score_proxies(names: Sequence[str], **probe: Any) -> dict[str, float]:
