@@ -39,10 +39,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any | None:
+    """A JSON file of a run directory, or None when there is none. Whatever is wrong with its text is a
+    json.JSONDecodeError at a position (bytes that are not UTF-8, nesting deeper than Python's recursion limit), so
+    that every reader reports one located error."""
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    text = data.decode("utf-8", "replace")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise json.JSONDecodeError("not UTF-8 text", text, len(data[:err.start].decode("utf-8", "replace"))) from err
+    try:
+        return json.loads(text)
+    except RecursionError as err:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from err
 
 
 HISTORY_FILE = "history.jsonl"
@@ -89,11 +101,12 @@ class Journal:
             last = number == len(lines)
             try:
                 value = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                if last:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+                if last and not isinstance(err, RecursionError):
                     break  # torn by a kill: the evaluation it held runs again
                 column = err.colno if isinstance(err, json.JSONDecodeError) else 1
-                raise self._error(number, column, f"not a JSON line ({getattr(err, 'msg', err)})") from err
+                reason = "nested too deeply" if isinstance(err, RecursionError) else getattr(err, "msg", err)
+                raise self._error(number, column, f"not a JSON line ({reason})") from err
             if not line.endswith(b"\n"):
                 break  # complete JSON but no newline: torn before its end, treated alike
             self._check(value, number, len(records))

@@ -138,7 +138,7 @@ class SearchLoop:
         if state is not None and state["evaluations"] <= len(records):
             try:
                 search.load_state_dict(state["search"])
-            except (ValueError, KeyError, TypeError, IndexError) as err:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
                 raise ResumeError(f"the search state does not fit this configuration ({type(err).__name__}: "
                                   f"{err})", self.checkpoint_path) from err
             start = state["evaluations"]

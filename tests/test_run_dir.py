@@ -78,6 +78,7 @@ def _journal(tmp_path: Path, records: int = 3) -> Path:
     ("{}", "history.jsonl:2:1: error: not a record: missing index, genotype"),
     ('{"index": 1, "genotype": [1], "decisions": {}, "arch": "", "metrics": [], "status": "ok"}',
      "history.jsonl:2:1: error: not a record: wrong type of metrics (list)"),
+    ("[" * 100_000, "history.jsonl:2:1: error: not a JSON line (nested too deeply)"),
 ])
 def test_a_bad_line_before_the_last_stops_the_resume_and_changes_nothing(tmp_path: Path, bad: str,
                                                                           message: str) -> None:
@@ -110,10 +111,12 @@ def test_only_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
     ("{}", "checkpoint.json: error: not a search checkpoint"),
     ('{"evaluations": 1, "search": {}, "identity": {}}', "checkpoint.json: error: not a search checkpoint"),
     ('{"evaluations": "x", "search": {}, "identity": {}, "in_flight": []}', "bad evaluations"),
+    (b'{"evaluations": 1,\n "x": "caf\xe9"}', "checkpoint.json:2:11: error: not valid JSON (not UTF-8 text)"),
+    ("[" * 100_000, "checkpoint.json:1:1: error: not valid JSON (nested too deeply)"),
 ])
-def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, content: str | bytes, message: str) -> None:
     out = _journal(tmp_path)
-    (out / "checkpoint.json").write_text(content)
+    (out / "checkpoint.json").write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ArchError) as info:
         _loop(out, budget=5).run()
     assert message in str(info.value)

@@ -131,6 +131,23 @@ def test_a_pool_killed_mid_scoring_resumes_without_scoring_again(space, tmp_path
     assert resumed.scores == whole.scores and resumed.genotypes == whole.genotypes
 
 
+@pytest.mark.parametrize("field, value", [("naswot", "x"), ("naswot", True), ("seconds", None)])
+def test_a_kept_pool_record_with_a_bad_value_is_a_located_error(space, tmp_path: Path, field: str, value) -> None:
+    scorer = ProxyScorer(("params", "naswot"), evaluator().data, 16, 0)
+    genotypes = draw_pool(space, 3, 0)
+    scored_pool(scorer, space, genotypes, tmp_path, "pool")
+    lines = (tmp_path / "pool.jsonl").read_text().splitlines()
+    record = json.loads(lines[1])
+    if field == "seconds":
+        record["seconds"] = value
+    else:
+        record["metrics"][field] = value
+    lines[1] = json.dumps(record)
+    (tmp_path / "pool.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ArchError, match=r"pool.jsonl:2:1: error: a record that is not this pool's"):
+        scored_pool(scorer, space, genotypes, tmp_path, "pool")
+
+
 def test_a_network_a_proxy_cannot_measure_stays_ok_ranks_last_and_is_recorded_as_null(space) -> None:
     ev = evaluator(proxies=["naswot", "jacob_cov", "params"])
     pool = ev.reference(space)

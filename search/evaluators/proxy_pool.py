@@ -144,6 +144,15 @@ class ScoredPool:
         return np.asarray(self.scores[name], dtype=np.float64)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_score(value: Any) -> bool:
+    """A kept score: a number, or null (-inf: the proxy could not measure the network)."""
+    return value is None or _is_number(value)
+
+
 def journal_error(path: Path, message: str, line: int = 0) -> ArchError:
     """A located error about a kept score file (pool or screen) that does not belong to this run's settings."""
     return ArchError(message, Span(str(path), line, 1 if line else 0),
@@ -195,7 +204,8 @@ def scored_pool(scorer: ProxyScorer, space: Space, genotypes: Sequence[Genotype]
         done = journal.read()
         for record in done:
             if (record["index"] >= len(genotypes) or tuple(record["genotype"]) != genotypes[record["index"]]
-                    or any(n not in record["metrics"] for n in scorer.names)):
+                    or not all(_is_score(record["metrics"].get(n, "missing")) for n in scorer.names)
+                    or not _is_number(record.get("seconds"))):
                 raise journal_error(journal.path, "a record that is not this pool's", record["index"] + 1)
     scores: dict[str, list[float]] = {n: [] for n in scorer.names}
     seconds: list[float] = []
