@@ -28,7 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tqdm import tqdm
 
+from compiler.config_values import ConfigError
 from compiler.errors import ArchError
+from search.data.base import DataError
 from search.evaluators.base import Evaluator, Measurement
 from search.evaluators.cost import CostEvaluator
 from search.objectives import INFEASIBLE_STATUS, ObjectiveSet
@@ -85,7 +87,8 @@ def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 def evaluate_candidate(context: Context, genotype: Sequence[int]) -> Outcome:
     """Compile, cost, measure and (if no hard constraint is already broken) train one candidate. A failing
-    candidate is a result (status invalid / error / oom / diverged), never an exception."""
+    candidate is a result (status invalid / error / oom / diverged), never an exception; a config or data mistake
+    (ConfigError, DataError: the same for every candidate) is raised."""
     start = time.perf_counter()
 
     def done(metrics: dict[str, Any], arch: str) -> Outcome:
@@ -107,8 +110,8 @@ def evaluate_candidate(context: Context, genotype: Sequence[int]) -> Outcome:
             return done({**metrics, "status": INFEASIBLE_STATUS, "violation": violation,
                          "message": f"not trained: {broken}"}, arch)
         metrics.update(context.evaluator(genotype, context.space))
-    except (KeyboardInterrupt, SystemExit):
-        raise
+    except (KeyboardInterrupt, SystemExit, ConfigError, DataError):
+        raise   # a setting or data set that cannot work fails every candidate alike: the run stops with its message
     except Exception as err:  # a failing candidate is a result, not the end of the search
         log.warning("candidate %s failed: %s: %s", list(genotype), type(err).__name__, err)
         metrics = {"params": compiled.summary["params"], "macs": compiled.summary["macs"], **failure(err)}

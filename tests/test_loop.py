@@ -113,6 +113,35 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path: Path) 
     assert "t.arch:3:" in invalid["metrics"]["error"] and "shape error" in invalid["metrics"]["error"]
 
 
+@pytest.mark.parametrize("mistake", ["config", "data"])
+def test_a_config_or_data_mistake_stops_the_search_instead_of_failing_every_candidate(tmp_path: Path,
+                                                                                       mistake: str) -> None:
+    from compiler.config_values import ConfigError
+    from search.data.base import DataError
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "nb201.arch"))
+
+    class Evaluator(EvaluatorBase):
+        def __call__(self, genotype, space):  # noqa: ANN001, ANN204
+            if mistake == "config":
+                raise ConfigError("trainer.augment.translate", "must be smaller than the images' side (8), not 8")
+            raise DataError("no such folder or archive: '/nowhere'", "/nowhere")
+
+    loop = SearchLoop(space, RandomSearch(space, seed=0, objectives=OBJECTIVES), Evaluator(), OBJECTIVES, 6,
+                      tmp_path, progress=False)
+    with pytest.raises(ConfigError if mistake == "config" else DataError):
+        loop.run()
+    assert not (tmp_path / "history.jsonl").exists() or (tmp_path / "history.jsonl").read_text() == ""
+
+
+def test_augmentation_shifts_must_fit_the_images() -> None:
+    from compiler.config_values import ConfigError
+    from search.data.augment import AugmentConfig, check_fits
+    check_fits(AugmentConfig(translate=7), (100, 3, 8, 8), "dataset.augment")
+    with pytest.raises(ConfigError, match=r"^trainer.augment.translate: error: must be smaller than the images' "
+                                          r"side \(8\), not 8"):
+        check_fits(AugmentConfig(translate=8, pad_mode="reflect"), (100, 3, 8, 16), "trainer.augment")
+
+
 def test_journal_add_builds_the_record_and_appends_it(tmp_path: Path) -> None:
     """The one builder and writer of history.jsonl's lines (the loop's, and every strategy's through it)."""
     journal = Journal.of_run(tmp_path)

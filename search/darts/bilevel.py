@@ -31,7 +31,7 @@ from compiler.errors import ArchError, Span
 from search.darts.config import DartsConfig
 from search.darts.cost import ExpectedCost
 from search.darts.relaxation import beta_decay, beta_decay_weight, build_relaxation
-from search.data.augment import AugmentConfig
+from search.data.augment import AugmentConfig, check_fits
 from search.data.base import DataSplits, carve_validation
 from search.data.loader import DeviceLoader
 from search.run_config import config_changes
@@ -120,6 +120,7 @@ class BilevelSearch:
         self.beta_weight = 0.0                           # beta-decay's lambda in this epoch
         weights_split, arch_split = carve_validation(data.train, cfg.arch_fraction, self.seed)
         augment = AugmentConfig(**data.augment)
+        check_fits(augment, tuple(data.train.images.shape), "dataset.augment")
         self.weight_loader = self._loader(weights_split, augment, self.seed)
         self.arch_loader = self._loader(arch_split, augment, self.seed + 1)
         self.val_loader = DeviceLoader(data.val, 1000, self.device, data.mean, data.std)

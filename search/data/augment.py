@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from compiler.config_values import ConfigError
+
 
 @dataclass
 class AugmentConfig:
@@ -18,6 +20,15 @@ class AugmentConfig:
     translate: int = 0           # shift by up to this many pixels: pad, then crop the original size at random
     pad_mode: str = "constant"   # constant (zeros: the mean colour) | reflect
     cutout: int = 0              # side of a random square set to zero (0: off)
+
+
+def check_fits(config: AugmentConfig, image_shape: tuple[int, ...], key: str) -> None:
+    """A shift must stay inside the image (reflect padding cannot pad by the image's side or more, and a larger
+    constant pad only allocates zeros): ``key`` names the setting it came from (trainer.augment or dataset.augment)."""
+    side = min(image_shape[-2:])
+    if config.translate >= side:
+        raise ConfigError(f"{key}.translate", f"must be smaller than the images' side ({side}), not {config.translate}",
+                          hint="a shift of a few pixels, e.g. 2 for 32x32 images")
 
 
 def random_translate(x: torch.Tensor, pad: int, mode: str, generator: torch.Generator) -> torch.Tensor:

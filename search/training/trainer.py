@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from search.data.augment import AugmentConfig
+from search.data.augment import AugmentConfig, check_fits
 from search.data.base import DataSplits
 from search.data.loader import DeviceLoader
 from search.training.averaging import Ema, Lookahead
@@ -211,6 +211,8 @@ class _Run:
     # ---- set-up ---------------------------------------------------------------------------------
     def loader(self, split: Any, batch_size: int, train: bool) -> DeviceLoader:
         augment = (self.cfg.augment or AugmentConfig(**self.data.augment)) if train else None
+        if augment is not None:
+            check_fits(augment, tuple(split.images.shape), "trainer.augment" if self.cfg.augment else "dataset.augment")
         return DeviceLoader(split, batch_size, self.device, self.data.mean, self.data.std, augment=augment,
                             shuffle=train, drop_last=train, seed=self.cfg.seed, channels_last=self.channels_last,
                             dtype=self.precision.input_dtype,
