@@ -220,11 +220,13 @@ class SearchLoop:
                                           metrics, outcome.seconds)
                 search.record(genotype, metrics)
                 records.append(record)
-                for new in self._ask(search, len(in_flight)):
-                    in_flight.append((new, self._submit(executor, new, records)))
+                asked = self._ask(search, len(in_flight))
+                # the checkpoint (with the new proposals in flight), the bar and the hook come before the next
+                # submission: with one worker a submission is the whole evaluation, which must not run ahead of them
                 atomic_write_json(self.checkpoint_path, {"evaluations": len(records), "identity": self.identity(),
                                                          "search": search.state_dict(),
-                                                         "in_flight": [list(g) for g, _ in in_flight]})
+                                                         "in_flight": [*(list(g) for g, _ in in_flight),
+                                                                       *(list(g) for g in asked)]})
                 fitness = self.objectives.fitness(metrics)
                 best = fitness if best is None or fitness > best else best
                 if bar is not None:
@@ -232,6 +234,8 @@ class SearchLoop:
                     bar.set_postfix_str(self._postfix(metrics, best))
                 if self.on_result is not None:
                     self.on_result(record)
+                for new in asked:
+                    in_flight.append((new, self._submit(executor, new, records)))
             finished = True
         finally:
             # on a normal end every task is done; after an error, queued candidates are dropped (they are in the

@@ -142,6 +142,27 @@ def test_augmentation_shifts_must_fit_the_images() -> None:
         check_fits(AugmentConfig(translate=8, pad_mode="reflect"), (100, 3, 8, 16), "trainer.augment")
 
 
+def test_with_one_worker_each_result_is_checkpointed_before_the_next_candidate_runs(tmp_path: Path) -> None:
+    space = load_space_file(str(ROOT / "examples" / "spaces" / "nb201.arch"))
+    table = TableEvaluator(TABLE)
+    calls: list[tuple] = []
+    seen: list[tuple[int, int, int]] = []   # (record index, evaluations run by then, checkpointed evaluations)
+
+    class Counting(EvaluatorBase):
+        def __call__(self, genotype, space):  # noqa: ANN001, ANN204
+            calls.append(tuple(genotype))
+            return table(genotype, space)
+
+    def hook(record: dict) -> None:
+        checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+        seen.append((record["index"], len(calls), checkpoint["evaluations"]))
+        assert checkpoint["in_flight"] == [] or len(checkpoint["in_flight"]) == 1
+
+    SearchLoop(space, RandomSearch(space, seed=0, objectives=OBJECTIVES), Counting(), OBJECTIVES, 5, tmp_path,
+               progress=False, on_result=hook).run()
+    assert seen == [(i, i + 1, i + 1) for i in range(5)]   # the next candidate had not run yet
+
+
 def test_journal_add_builds_the_record_and_appends_it(tmp_path: Path) -> None:
     """The one builder and writer of history.jsonl's lines (the loop's, and every strategy's through it)."""
     journal = Journal.of_run(tmp_path)
