@@ -357,3 +357,24 @@ def test_an_image_that_cannot_be_used_is_named(tmp_path: Path) -> None:
     assert "dataset.image_size" in str(info.value)
     resized = imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c", image_size=(6, 6))
     assert resized["train_images"].shape[1:] == (3, 6, 6)
+
+
+def test_a_damaged_cache_file_is_rebuilt_and_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch,
+                                                                           caplog) -> None:
+    root = write_tree(tmp_path / "tree")
+    first = imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c")
+    (cached,) = (tmp_path / "c" / "imagefolder").glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])   # cut short on disk
+    with caplog.at_level("WARNING"):
+        again = imagefolder.read_imagefolder(root, cache_dir=tmp_path / "c")
+    assert torch.equal(first["train_images"], again["train_images"]) and "it is rebuilt" in caplog.text
+    assert imagefolder.load_tensors(cached) is not None   # written anew
+    from search.data import cache
+
+    def disk_full(obj, handle):  # noqa: ANN001, ANN202
+        handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cache.torch, "save", disk_full)
+    with pytest.raises(OSError):
+        cache.save_tensors({"x": torch.zeros(2)}, tmp_path / "d" / "x.pt")
+    assert list((tmp_path / "d").iterdir()) == []

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "AUTOML_CODEGEN_CACHE"
 DEFAULT_CACHE = "~/.cache/automl-codegen"
@@ -42,13 +46,28 @@ def cache_key(**parts: Any) -> str:
 
 
 def save_tensors(obj: dict[str, Any], path: Path) -> None:
-    """Write next to the target, then rename: a killed run never leaves a half-written cache file behind."""
+    """Write next to the target, flush it to disk, then rename: a killed run (or a full disk) never leaves a
+    half-written cache file behind, nor a temporary one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def load_tensors(path: Path) -> dict[str, Any]:
-    """Memory-mapped load: the tensors are paged in as they are used, so a load takes milliseconds."""
-    return torch.load(path, mmap=True, weights_only=True)
+def load_tensors(path: Path) -> dict[str, Any] | None:
+    """Memory-mapped load: the tensors are paged in as they are used, so a load takes milliseconds. A cache file
+    that cannot be read (damaged on disk) is deleted and None returned: the caller decodes the data again."""
+    try:
+        return torch.load(path, mmap=True, weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+        log.warning("the cached data %s cannot be read (%s: %s); it is rebuilt", path, type(err).__name__,
+                    str(err).splitlines()[0][:200] if str(err) else "")
+        path.unlink(missing_ok=True)
+        return None

@@ -158,8 +158,8 @@ def read_imagefolder(root: str | Path, *, cache_dir: str | Path | None = None, m
     key = cache_key(version=CACHE_VERSION, source=_fingerprint(root), mode=mode, size=size,
                     max_per_class=max_per_class, max_test_per_class=max_test_per_class)
     path = cache_root(cache_dir) / "imagefolder" / f"{root.name.split('.')[0]}-{key}.pt"
-    if path.exists():
-        return load_tensors(path)
+    if path.exists() and (cached := load_tensors(path)) is not None:
+        return cached
     start = time.perf_counter()
     limits = {"train": max_per_class, "test": max_test_per_class}
     listing = _list_archive(root, limits) if _is_archive(root) else _list_tree(root)
