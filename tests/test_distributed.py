@@ -117,3 +117,12 @@ def test_a_search_trains_its_best_architecture_on_two_processes(tmp_path: Path) 
     assert final["processes"] == 2 and final["status"] == "ok" and 0 < final["test_acc"] <= 1
     state = torch.load(out / "best" / "weights.pt", weights_only=True)
     assert any(k.endswith("running_mean") for k in state)  # BatchNorm statistics, equal on both ranks (checked)
+
+
+def test_a_user_mistake_inside_the_ranks_is_one_located_error_not_their_tracebacks() -> None:
+    from compiler.errors import ArchError
+    cfg = trainer_config({**TWO_STEPS, "distributed": "ddp", "augment": {"translate": 8}})   # 8x8 digits
+    with pytest.raises(ArchError) as info:
+        run_ranks(ModelSource.of(compile_source(SMALL)), load_digits_splits(), cfg, processes=2, seed=0)
+    assert str(info.value).startswith("trainer.augment.translate: error: must be smaller than the images' side (8)")
+    assert "Traceback" not in str(info.value)

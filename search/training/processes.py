@@ -4,16 +4,20 @@ a rendezvous file in a temporary directory); each builds the model from its gene
 one-process training would."""
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from compiler.errors import ArchError, Span
 from search.training.config import ConfigError, TrainerConfig
 from search.training.distributed import backend_for, check_batch, fingerprint
 from search.training.trainer import TrainResult, resolve_device, seed_everything, train
@@ -53,7 +57,14 @@ def _rank_main(local: int, world: int, rendezvous: str, folder: str, model: Mode
     dist.init_process_group(backend_for(device), init_method=rendezvous, rank=local, world_size=world)
     try:
         seed_everything(seed)   # the same initial weights on every rank, and as a one-process training builds them
-        result = train(model.build(), data, cfg)
+        try:
+            result = train(model.build(), data, cfg)
+        except ArchError as err:   # a user's mistake: the parent raises it as such, not as a rank's traceback
+            mistake = {"message": err.message, "hint": err.hint,
+                       "span": None if err.span is None else dataclasses.asdict(err.span)}
+            with open(os.path.join(folder, f"rank{local}.mistake.json"), "w") as f:
+                json.dump(mistake, f)
+            raise
         trained = result.model
         outcome = {"status": result.status, "message": result.message, "metrics": result.metrics,
                    "history": result.history, "fingerprint": fingerprint(trained) if trained is not None else "",
@@ -75,8 +86,16 @@ def run_ranks(model: ModelSource, data: Any, cfg: TrainerConfig, processes: int,
     check_batch(cfg, processes)
     with tempfile.TemporaryDirectory(prefix="ddp-") as folder:
         rendezvous = "file://" + os.path.join(folder, "rendezvous")
-        mp.start_processes(_rank_main, args=(processes, rendezvous, folder, model, data, cfg, seed, all_states),
-                           nprocs=processes, join=True, start_method="spawn")
+        try:
+            mp.start_processes(_rank_main, args=(processes, rendezvous, folder, model, data, cfg, seed, all_states),
+                               nprocs=processes, join=True, start_method="spawn")
+        except mp.ProcessRaisedException as err:
+            mistakes = sorted(Path(folder).glob("rank*.mistake.json"))
+            if not mistakes:
+                raise
+            mistake = json.loads(mistakes[0].read_text())
+            span = Span(**mistake["span"]) if mistake["span"] else None
+            raise ArchError(mistake["message"], span, hint=mistake["hint"]) from err
         outcomes = []
         for rank in range(processes):
             with open(os.path.join(folder, f"rank{rank}.pt"), "rb") as f:
