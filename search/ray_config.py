@@ -3,6 +3,7 @@ an optional extra, needed only when the run starts (``require_ray``). The execut
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +26,9 @@ UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
+MAX_MEMORY_BYTES = 2**60   # 1 EiB
+
+
 def memory_bytes(value: Any, key: str = "search.ray.memory") -> int | None:
     """``search.ray.memory`` as bytes: a number of bytes, or a number with a unit (4GB, 512MiB)."""
     if value is None:
@@ -41,6 +45,9 @@ def memory_bytes(value: Any, key: str = "search.ray.memory") -> int | None:
         raise ConfigError(key, f"not a memory size: {value!r}", hint=hint) from None
     if not amount >= 1:
         raise ConfigError(key, f"must be positive, not {value!r}", hint=hint)
+    if not math.isfinite(amount) or amount > MAX_MEMORY_BYTES:   # inf, 1e400GB: no machine has it
+        raise ConfigError(key, f"{value!r} is more memory than any machine has (at most {MAX_MEMORY_BYTES:,} bytes)",
+                          hint=hint)
     return int(amount)
 
 

@@ -294,3 +294,13 @@ def test_analytic_costs_count_params_macs_and_live_activations() -> None:
     assert result.summary["inference_activation_peak_mb"]["fp32_batch32"] == round(3 * 256 * 32 * 4 / 2**20, 3)
     # the training estimate keeps every fresh output for backward: conv, relu, add, linear (flatten is a view)
     assert costs["train_activation_memory_mb"] == (256 + 256 + 256 + 3) * 2 * 4 / 2**20
+
+
+def test_a_profile_cache_file_that_is_no_database_is_a_located_error(tmp_path) -> None:
+    from compiler.errors import ArchError
+    path = tmp_path / "profile_cache.sqlite"
+    path.write_bytes(b"this is not an SQLite file, just text " * 100)
+    with pytest.raises(ArchError) as info:
+        ProfileCache(path)
+    assert str(info.value).startswith(f"{path}: error: cannot use it as the profile cache")
+    assert "delete this one" in info.value.hint

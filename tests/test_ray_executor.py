@@ -195,6 +195,9 @@ def test_search_config_checks_the_ray_keys(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError, match=r"search.ray.memory: error: not a memory size: '4 parsecs'"):
         search_config({"strategy": strategy, "executor": "ray", "ray": {"memory": "4 parsecs"}})
     assert memory_bytes("512MiB") == 512 * 2**20 and memory_bytes(1000) == 1000
+    for huge in ("inf", "1e400GB", float("inf")):   # OverflowError before
+        with pytest.raises(ConfigError, match=r"search.ray.memory: error: .* is more memory than any machine has"):
+            memory_bytes(huge)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(ConfigError) as missing:

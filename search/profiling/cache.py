@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from compiler.backends.printer import print_arch
+from compiler.errors import ArchError, Span
 from compiler.ir.graph import Graph
 from compiler.backends.runtime.measure import Settings, device_info
 
@@ -55,10 +56,14 @@ class ProfileCache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=60,
-                                   check_same_thread=False, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS reports (key TEXT PRIMARY KEY, report TEXT NOT NULL, "
-                         "created REAL NOT NULL)")
+        try:
+            self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=60,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.execute("CREATE TABLE IF NOT EXISTS reports (key TEXT PRIMARY KEY, report TEXT NOT NULL, "
+                             "created REAL NOT NULL)")
+        except sqlite3.DatabaseError as err:   # a file that is no SQLite database (or a damaged one)
+            raise ArchError(f"cannot use it as the profile cache: {err}", Span(str(self.path), 0, 0),
+                            hint="point the cache at another file, or delete this one (it only saves time)") from err
         self.hits = 0
         self.misses = 0
 
