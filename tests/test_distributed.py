@@ -119,6 +119,7 @@ def test_a_search_trains_its_best_architecture_on_two_processes(tmp_path: Path) 
     assert any(k.endswith("running_mean") for k in state)  # BatchNorm statistics, equal on both ranks (checked)
 
 
+@pytest.mark.slow   # two spawned processes (~25 s); the default run is near its 15 minutes
 def test_a_user_mistake_inside_the_ranks_is_one_located_error_not_their_tracebacks() -> None:
     from compiler.errors import ArchError
     cfg = trainer_config({**TWO_STEPS, "distributed": "ddp", "augment": {"translate": 8}})   # 8x8 digits
