@@ -378,3 +378,14 @@ def test_a_damaged_cache_file_is_rebuilt_and_a_failed_write_leaves_no_file(tmp_p
     with pytest.raises(OSError):
         cache.save_tensors({"x": torch.zeros(2)}, tmp_path / "d" / "x.pt")
     assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_an_archive_member_larger_than_an_image_file_may_be_is_refused_before_it_is_read(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    root = write_tree(tmp_path / "tree")
+    archive = tmp_path / "tree.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname="top")
+    monkeypatch.setattr(imagefolder, "MAX_FILE_BYTES", 10)   # the PNGs are larger than 10 bytes
+    with pytest.raises(DataError, match=r"'top/t\w+/\w+/\d+.png' holds \d+ bytes, more than an image file may \(10\)"):
+        imagefolder.read_imagefolder(archive, cache_dir=tmp_path / "c")

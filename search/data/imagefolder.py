@@ -66,7 +66,7 @@ def _list_archive(path: Path, limits: Limits) -> Listing:
                 if member.size > MAX_FILE_BYTES:
                     raise DataError(f"'{member.name}' holds {member.size:,} bytes, more than an image file may "
                                     f"({MAX_FILE_BYTES:,})", path)
-                split, limit, entries = parts[-3], limits.get(parts[-3]), kept[parts[-3]][parts[-2]]
+                limit, entries = limits.get(parts[-3]), kept[parts[-3]][parts[-2]]
                 key = (parts[-1], index)   # the order of _select's stable sort by file name
                 if limit is not None and len(entries) >= limit and key >= entries[-1][:2]:
                     continue
