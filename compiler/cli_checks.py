@@ -43,7 +43,7 @@ def check_group_options(argv: list[str], conf: Path | None = None) -> None:
         if not sep or group not in groups or not PLAIN_OPTIONS.match(value):
             continue
         for option in value.split(","):
-            if option not in groups[group]:
+            if option not in groups[group] and option != "null":   # group=null: Hydra's way to drop a default
                 close = difflib.get_close_matches(option, groups[group], n=1)
                 guess = f"; did you mean '{close[0]}'?" if close else ""
                 _refuse(group, f"no option '{option}' in the config group '{group}'{guess}",

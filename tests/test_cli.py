@@ -105,7 +105,7 @@ def test_an_option_a_config_group_lacks_is_one_line_naming_the_closest(tmp_path:
 def test_group_options_are_not_judged_where_other_config_directories_may_hold_them(tmp_path: Path) -> None:
     from compiler.cli_checks import check_group_options
     check_group_options(["+search=mine", "hydra.searchpath=[file://my_conf]"])   # Hydra decides
-    check_group_options(["+search=glob(*)", "space=nb201", "seed=0,1", "out_dir=a,b"])   # nothing to judge here
+    check_group_options(["+search=glob(*)", "space=nb201", "seed=0,1", "out_dir=a,b", "profile=null"])   # fine here
     with pytest.raises(SystemExit) as stopped:
         check_group_options(["-m", "dataset=digits,mnist,cifar11"])
     assert stopped.value.code == 2
