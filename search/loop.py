@@ -94,6 +94,7 @@ class SearchLoop:
     executor: str = "local"             # local: this machine's processes; ray: Ray actors (search/ray_executor.py)
     ray: Any = None                     # executor=ray: its RayConfig (address, resources per worker)
     warmup: Warmup | None = None        # search.warmup: a proxy-ranked pool seeds the strategy (search/warmup.py)
+    include_default: bool = False       # search.include_default: the space's default genotype is proposed first
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -192,6 +193,8 @@ class SearchLoop:
         if self.warmup is not None and self.warmup.pool:   # before the state is restored (it holds the unused seeds)
             pool = self.warmup.scored(self.space, self.out_dir)
             self.strategy.seed_with(rank_pool(pool, self.warmup.proxy))
+        if self.include_default:   # also before the state is restored, which then holds the seeds not yet used
+            self.strategy.start_with([self.space.default_genotype])
         if self.warmup is not None and self.warmup.moves > 1:   # the ensemble ranks the children against the pool
             screen = self.warmup.screen(self.space, self.out_dir, pool)
             self.strategy.screen_with(screen, self.warmup.moves)

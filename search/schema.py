@@ -83,6 +83,7 @@ class SearchConfig:
     ray: RayConfig = field(default_factory=RayConfig)   # executor=ray: cluster address and each worker's resources
     progress: bool = True         # the progress bar
     warmup: WarmupConfig = field(default_factory=WarmupConfig)   # proxy-ranked candidates seed the strategy
+    include_default: bool = False  # the space's default genotype (each decision's first option) is proposed first
     strategy: dict[str, Any] = field(default_factory=dict)   # _target_ and the strategy's own options
 
 
@@ -147,6 +148,7 @@ def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
     if cfg.executor == "ray":
         check_ray_config(cfg.ray)
     check_warmup(cfg.warmup)
+    check_value(cfg.include_default, bool, "search.include_default")
     if "_target_" not in cfg.strategy:
         raise ConfigError("search.strategy._target_", "no strategy given", hint="pick one with +search=NAME")
     check_target(cfg.strategy, "search.strategy", supplied=STRATEGY_SUPPLIED)

@@ -185,7 +185,7 @@ def test_a_misspelt_search_key_names_the_valid_ones(name: str, plus: str) -> Non
     assert text.startswith("search.budgett: error: unknown key 'budgett'")
     if name != "darts":
         assert "did you mean 'budget'?" in text
-        assert "budget, executor, name, progress, ray, strategy, warmup, workers" in text
+        assert "budget, executor, include_default, name, progress, ray, strategy, warmup, workers" in text
     check(compose_config(f"+search={name}").search)  # the config as shipped passes
 
 
@@ -201,7 +201,8 @@ def test_training_keys_under_search_point_to_where_a_sampling_search_takes_them(
     # each hint is an override that works
     cfg = compose_config("+search=evolution", f"{searching}=3", info.value.hint.split("best: ")[1].replace("...", "3"))
     assert OmegaConf.select(cfg, searching) == 3
-    assert darts_config(compose_config("+search=darts", f"search.{key}=3" if key != "lr" else "search.epochs=3").search)
+    own = key if key != "lr" else "epochs"   # DARTS trains its supernet itself: search.epochs, search.batch_size
+    assert getattr(darts_config(compose_config("+search=darts", f"search.{own}=3").search), own) == 3
 
 
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "darts"])
@@ -242,7 +243,8 @@ def test_space_configs_declare_the_file_s_parameters(name: str) -> None:
     declared = model_parameters(Path(cfg.space.arch).read_text(), cfg.space.arch)
     assert set(cfg.space.params) == set(declared)
     first = sorted(declared)[0]
-    compose_config(f"space={name}", f"space.params.{first}=8")  # the plain form works: no `+` needed
+    assert cfg.space.params[first] != 8   # the plain form works: no `+` needed
+    assert compose_config(f"space={name}", f"space.params.{first}=8").space.params[first] == 8
 
 
 # ---- help, messages, downloads ----------------------------------------------------------------------------------
@@ -309,6 +311,7 @@ def _combinations(args: list[str]) -> list[list[str]]:
     return jobs
 
 
+TASKS = {name: f"search.tasks.{name}.{name}_task" for name in ("compile", "profile_ops", "search", "train")}
 TASK_GROUPS = {"search.tasks.search.search_task": ("search", "objective", "profile", "space", "evaluator"),
                "search.tasks.train.train_task": ("dataset", "trainer")}
 
@@ -321,7 +324,9 @@ def test_every_example_in_conf_composes(where: str, command: str) -> None:
         HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a run
         with open_dict(cfg):
             del cfg["hydra"]
-        assert OmegaConf.to_container(cfg, resolve=True)["task"]["_target_"]
+        task = next((a.split("=", 1)[1] for a in job if a.startswith("task=")),   # +search= and +experiment=:
+                    "search" if any(a.startswith(("+search=", "+experiment=")) for a in job) else "compile")   # search
+        assert OmegaConf.to_container(cfg, resolve=True)["task"]["_target_"] == TASKS[task]
         groups = TASK_GROUPS.get(cfg.task._target_, ())
         if groups:
             check_run_config(cfg, *groups)  # search: DARTS' node by its own schema (search/darts/config.py)

@@ -94,6 +94,11 @@ class Space:
                                  f"options, got index {value}")
         return values
 
+    @property
+    def default_genotype(self) -> Genotype:
+        """Every decision at its first option: the network the space is written around (airbench.arch: airbench94)."""
+        return (0,) * len(self.decisions)
+
     def random_genotype(self, rng: "np.random.Generator") -> Genotype:
         return tuple(int(rng.integers(n)) for n in self.cardinalities)
 

@@ -46,6 +46,7 @@ class Strategy(ABC):
     """Base class: holds the space, the objectives and a seeded numpy Generator (the only randomness)."""
 
     screens: ClassVar[bool] = False   # whether its proposals go through ``_mutate`` (so ``screen_with`` acts)
+    draws: ClassVar[bool] = True      # whether it draws candidates at random (``_draw``), which ``start_with`` replaces
 
     def __init__(self, space: Space, seed: int = 0, objectives: Any = None) -> None:
         self.space = space
@@ -60,6 +61,14 @@ class Strategy(ABC):
     def seed_with(self, ranked: Sequence[Sequence[int]]) -> None:
         """Warm start with ``ranked`` (best first by a cheap proxy), before any ask; see the module docstring."""
         self.seeds = [self.space.check_genotype(g) for g in ranked]
+
+    def start_with(self, first: Sequence[Sequence[int]]) -> None:
+        """Propose ``first`` before anything else, in place of the first random draws and ahead of a warm start's
+        seeds (``search.include_default``: the space's default network is in the initial population)."""
+        if not self.draws:
+            raise ValueError(f"{type(self).__name__} draws no candidates at random to start from")
+        first = [self.space.check_genotype(g) for g in first]
+        self.seeds = first + [g for g in self.seeds if g not in first]
 
     def screen_with(self, screen: Screen, moves: int) -> None:
         """Propose the best of ``moves`` distinct untried mutations by ``screen``; see the module docstring."""

@@ -82,6 +82,8 @@ def _json_to_tensors(value: Any) -> Any:
 
 
 class Reinforce(Strategy):
+    draws = False   # every proposal is sampled from the controller: none to start from (``start_with``)
+
     def __init__(self, space: Any, seed: int = 0, objectives: Any = None, hidden: int = 64,
                  learning_rate: float = 0.03, baseline_decay: float = 0.9, entropy_weight: float = 0.03) -> None:
         super().__init__(space, seed, objectives)

@@ -184,6 +184,10 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
         raise ConfigError("search.warmup.moves", f"{cfg.search.name} ({type(strategy).__name__}) proposes no "
                           f"mutations for the proxy to choose among", hint="use search.warmup.moves=1, or a strategy "
                           "that mutates: evolution, evolution_textbook, nsga2")
+    if settings.include_default and not strategy.draws:
+        raise ConfigError("search.include_default", f"{cfg.search.name} ({type(strategy).__name__}) samples every "
+                          "candidate from its policy: it has no random draw for the default to take the place of",
+                          hint="use a strategy that draws: random, evolution, nsga2, local, optuna_tpe")
     warmup = build_warmup(cfg, settings.warmup, evaluator, space)
     on_ray = settings.executor == "ray"
     gpus = visible_gpus() if workers > 1 and not on_ray else []  # Ray hands out GPUs itself (search.ray.num_gpus)
@@ -194,7 +198,7 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
           f"{f', {workers} workers{on_gpus}' if workers > 1 else ''}{' on Ray' if on_ray else ''}"
           f"{f', warm start: the best of {warmup.pool} by {warmup.proxy}' if warmup and warmup.pool else ''}"
           f"{f', moves: the best of {warmup.moves} mutations by {warmup.proxy}' if warmup and warmup.moves > 1 else ''}"
-          f"; writing to {out}")
+          f"{', starting from the default' if settings.include_default else ''}; writing to {out}")
     evaluator.prepare(space, out)   # e.g. the zero-cost evaluator's reference pool, scored once per run
     # workers receive the space, pickled, and build their evaluator from the config
     worker_context = (partial(evaluation_context, worker_config(cfg), space=space, run_dir=out)
@@ -202,7 +206,7 @@ def sampling_loop(cfg: DictConfig, settings: SearchConfig, objectives: Objective
     return SearchLoop(space, strategy, evaluator, objectives, int(cfg.search.budget), out, seed=int(cfg.seed),
                       progress=bool(cfg.search.get("progress", True)), measurements=measurements, workers=workers,
                       worker_context=worker_context, devices=gpus, executor=settings.executor, ray=settings.ray,
-                      warmup=warmup)
+                      warmup=warmup, include_default=settings.include_default)
 
 
 def one_shot_loop(cfg: DictConfig, kind: type[OneShotStrategy], objectives: ObjectiveSet, evaluator: Evaluator,
