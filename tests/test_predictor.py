@@ -13,8 +13,7 @@ from compiler.api import CompileOptions, compile_file, compile_graph, compile_so
 from compiler.errors import ArchError
 from compiler.resources import CONFIG_PACKAGE
 from compiler.backends.runtime.measure import Settings
-from search.profiling.optable import (OVERHEAD, LatencyTable, distinct_ops, fill_table, measure_compiled_ms,
-                                        op_key, single_op_graph)
+from search.profiling.optable import OVERHEAD, LatencyTable, distinct_ops, fill_table, op_key, single_op_graph
 from search.profiling.predictor import (LatencyPredictor, MissingEntries, error_stats, fit_scale,
                                          held_out_calibration, kendall_tau, predict_ms)
 from search.profiling.synthetic import mobilenet_like, sample_space
@@ -29,14 +28,6 @@ model net() {
 }
 """
 QUICK = Settings(threads=1, warmup=1, warmup_s=0.0, min_time_s=0.0, min_iters=3, max_iters=3)
-
-# The CPU predictor's stated accuracy on the examples (thread clock, one thread, each model's best of three
-# rounds): mean absolute percentage error at most CPU_MAPE, no example off by more than CPU_MAX_APE, and the ranking
-# mostly kept. Measured 5.8 % and 10.7 % MAPE (max 9 % and 18 %) in two runs on a shared 2-core machine; the
-# bounds leave room for its noise.
-CPU_MAPE = 25.0
-CPU_MAX_APE = 50.0
-CPU_MIN_TAU = 0.6
 
 
 def test_op_keys_tell_apart_what_changes_latency() -> None:
@@ -217,24 +208,23 @@ def example_models() -> list:
     return models
 
 
-@pytest.mark.slow
-def test_cpu_predictor_predicts_the_examples_within_the_stated_error() -> None:
+def test_a_table_built_for_the_examples_predicts_each_as_the_chain_of_its_isolated_ops(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the predictor's accuracy on the examples rests on, without timing anything: the table built for all the
+    examples covers every op of each, an op isolated in its own graph costs what it costs inside the model, and a
+    prediction chains the entries. A fake measurement makes each entry the call overhead plus the isolated graph's
+    MACs in millions, so each prediction must be the overhead plus the model's MACs. The accuracy against measured
+    latencies is a figure, not a test: `python bench/optable_rounds.py --rounds 1` prints MAPE, max APE and Kendall
+    tau on the examples per trial, and MAPE's median and spread over trials."""
+    from search.profiling import optable
+    monkeypatch.setattr(optable, "measure_entry",
+                        lambda result, *args, **kwargs: {"ms": 0.25 + result.summary["macs"] / 1e6})
     models = example_models()
-    op_settings = Settings(threads=1, clock="thread", warmup=2, warmup_s=0.005, min_time_s=0.02, min_iters=5,
-                           max_iters=40)
-    table = LatencyTable.for_settings(op_settings, rotate_mb=32.0)
-    fill_table(table, [m.graph for m in models], [1], op_settings)
-    model_settings = Settings(threads=1, clock="thread", warmup_s=0.05, min_time_s=0.1)
-    # other jobs on the machine only ever slow a run down: keep each model's least disturbed of three rounds
-    rounds = [[measure_compiled_ms(m, 1, model_settings) for m in models] for _ in range(3)]
-    measured = [min(times) for times in zip(*rounds)]
-    predicted = [predict_ms(table, m.graph, 1) for m in models]
-    stats = error_stats(predicted, measured)
-    print(f"CPU predictor on the examples: {stats.line()}")
-    report = "\n".join(f"{m.graph.name}: predicted {p:.2f} ms, measured {t:.2f} ms"
-                       for m, p, t in zip(models, predicted, measured))
-    assert stats.mape <= CPU_MAPE and stats.max_ape <= CPU_MAX_APE, f"{stats.line()}\n{report}"
-    assert stats.kendall_tau >= CPU_MIN_TAU, f"{stats.line()}\n{report}"
+    table = LatencyTable.for_settings(QUICK, rotate_mb=32.0)
+    assert fill_table(table, [m.graph for m in models], [1], QUICK) == 1 + len(distinct_ops(m.graph for m in models))
+    assert table.overhead(1) == 0.25
+    for model in models:
+        assert predict_ms(table, model.graph, 1) == pytest.approx(0.25 + model.summary["macs"] / 1e6), model.graph.name
 
 
 @pytest.mark.slow

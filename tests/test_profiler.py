@@ -5,6 +5,7 @@ import dataclasses
 import gc
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,22 @@ model net(width = 8) {
 }
 """
 QUICK = dict(device="cpu", threads=1, warmup=1, warmup_s=0.0, min_time_s=0.0, min_iters=3, max_iters=3)
+STEP_S = 2**-10  # a fake step of about 1 ms: a power of two keeps the fake clock's sums and differences exact
+
+
+class FakeClock:
+    """The clocks measure.py reads, moved on only by the timed step: timings are exact values, not wall-clock
+    bounds that a loaded machine can break."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 0.0
+        monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=self.read, thread_time=self.read))
+
+    def read(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = STEP_S) -> None:
+        self.now += seconds
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -33,7 +50,7 @@ def test_percentile_interpolates_between_ranks() -> None:
         measure.percentile([], 50)
 
 
-def test_timing_loop_respects_warmup_and_iteration_bounds() -> None:
+def test_timing_loop_respects_warmup_and_iteration_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     cpu = torch.device("cpu")
     fixed = measure.Settings(warmup=3, warmup_s=0.0, min_time_s=0.0, min_iters=7, max_iters=7)
@@ -42,25 +59,29 @@ def test_timing_loop_respects_warmup_and_iteration_bounds() -> None:
     assert len(timing.samples_ms) == 7 and all(t >= 0 for t in timing.samples_ms)
     capped = dataclasses.replace(fixed, min_time_s=60.0, min_iters=2, max_iters=5)
     assert measure.time_iterations(lambda: None, cpu, capped).iters == 5  # a minute asked, the cap wins
-    # adaptive: ~1 ms steps and 50 ms asked for -> about 50 iterations, never fewer than min_iters
+    # adaptive: ~1 ms steps and 50 ms asked for -> ceil(0.05 / 2**-10) = 52 iterations, never fewer than min_iters
+    clock = FakeClock(monkeypatch)
     adaptive = dataclasses.replace(fixed, min_time_s=0.05, min_iters=4, max_iters=10_000)
-    sleeper = measure.time_iterations(lambda: time.sleep(0.001), cpu, adaptive).samples_ms
-    assert 4 <= len(sleeper) <= 60 and measure.percentile(sleeper, 50) >= 1.0
+    assert measure.time_iterations(clock.tick, cpu, adaptive).samples_ms == [STEP_S * 1e3] * 52
+    short = dataclasses.replace(adaptive, min_time_s=0.002)  # 3 iterations would fill it
+    assert measure.time_iterations(clock.tick, cpu, short).samples_ms == [STEP_S * 1e3] * 4
 
 
-def test_timing_loop_times_blocks_of_back_to_back_iterations() -> None:
+def test_timing_loop_times_blocks_of_back_to_back_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
     """One event per block boundary (what a GPU needs for launch-bound networks), exercised with host events."""
     cpu = torch.device("cpu")
     blocked = measure.Settings(warmup=2, warmup_s=0.0, min_time_s=0.06, min_iters=4, max_iters=10_000,
                                block_time_s=0.005)
-    timing = measure.time_iterations(lambda: time.sleep(0.001), cpu, blocked)
-    # ~1 ms per call, 5 ms blocks -> about 5 calls per block (fewer if the machine slows the warm-up)
-    assert 2 <= timing.block_iters <= 6 and len(timing.samples_ms) >= measure.MIN_BLOCKS
-    assert timing.iters == timing.block_iters * len(timing.samples_ms)
-    assert all(1.0 <= t < 5.0 for t in timing.samples_ms)  # a sample is a block's mean per iteration
+    clock = FakeClock(monkeypatch)
+    steps: list[float] = []  # the fake time of each call
+    timing = measure.time_iterations(lambda: (steps.append(clock.now), clock.tick()), cpu, blocked)
+    # ~1 ms per call: 62 iterations fill the 60 ms, in blocks of ceil(5 ms / ~1 ms) = 6 calls; 10 whole blocks
+    assert (timing.block_iters, len(timing.samples_ms), timing.iters) == (6, 10, 60)
+    assert len(steps) == 2 + 60  # the warm-up, then the blocks
+    assert timing.samples_ms == [STEP_S * 1e3] * 10  # a sample is a block's mean per iteration
     # a huge block never leaves fewer than MIN_BLOCKS samples when there are that many iterations
     huge = dataclasses.replace(blocked, min_time_s=0.0, min_iters=10, max_iters=10, block_time_s=60.0)
-    few = measure.time_iterations(lambda: None, cpu, huge)
+    few = measure.time_iterations(clock.tick, cpu, huge)
     assert (few.block_iters, len(few.samples_ms)) == (2, 5)
     # defaults: blocks on CUDA, every iteration alone on the CPU
     assert measure.Settings(device="cuda").block_seconds() == measure.CUDA_BLOCK_S > 0
@@ -69,12 +90,14 @@ def test_timing_loop_times_blocks_of_back_to_back_iterations() -> None:
         measure.Settings(block_time_s=-1.0)
 
 
-def test_host_and_device_times_coincide_on_the_cpu() -> None:
+def test_host_and_device_times_coincide_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU's split of a call into issuing and running, on the CPU: both are the synchronous time."""
     settings = measure.Settings(warmup=1, warmup_s=0.0)
-    host, work = measure.time_host_and_device(lambda: time.sleep(0.002), torch.device("cpu"), settings,
-                                              calls=3, bursts=3)
-    assert 2.0 <= host < 20.0 and 2.0 <= work < 20.0 and abs(host - work) / host < 0.2
+    fake = FakeClock(monkeypatch)
+    calls: list[float] = []
+    host, work = measure.time_host_and_device(lambda: (calls.append(fake.now), fake.tick(2 * STEP_S)),
+                                              torch.device("cpu"), settings, calls=3, bursts=3)
+    assert host == work == 2 * STEP_S * 1e3 and len(calls) == 1 + 3 * 3  # the warm-up, then 3 bursts of 3
     clock = measure.HostEvent(iter([1.0, 1.25]).__next__)
     later = measure.HostEvent(lambda: 1.25)
     clock.record()
@@ -105,11 +128,13 @@ def test_gpu_burst_is_repeated_with_a_longer_spin_when_the_device_ran_dry(monkey
     monkeypatch.setattr(measure, "synchronize", lambda device: None)
     monkeypatch.setattr(measure, "sleep_device", lambda device, ms: spins.append(ms))
     settings = measure.Settings(device="cuda", warmup=1, warmup_s=0.0)
-    host, work = measure.time_host_and_device(lambda: time.sleep(0.02), torch.device("cuda"), settings,
+    clock = FakeClock(monkeypatch)
+    host, work = measure.time_host_and_device(lambda: clock.tick(0.02), torch.device("cuda"), settings,
                                               calls=2, bursts=2)
-    assert len(spins) == 3 and spins[1] == pytest.approx(2 * spins[0])
-    assert spins[2] < spins[1] and spins[2] >= 1.0  # after a good burst: twice its issuing time, plus 1 ms
-    assert work == 3.0 and 20.0 <= host < 60.0
+    # first spin sized by the warm-up: 2 x 2 calls x 20 ms + 1 ms; doubled after running dry; after a good burst:
+    # twice its issuing time (2 x 40 ms) plus 1 ms
+    assert spins == pytest.approx([81.0, 162.0, 81.0])
+    assert work == 3.0 and host == pytest.approx(20.0)
 
 
 def test_settings_reject_mistakes_with_a_message() -> None:

@@ -8,7 +8,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -144,17 +143,18 @@ def test_a_second_run_on_a_directory_in_use_is_refused_with_the_holders_pid(tmp_
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "held"
-        start = time.perf_counter()
+        # a run that waited for the lock would hit run_cli's timeout (300 s) before the holder's 600 s sleep ends
         proc = run_cli(*TABLE_SEARCH, "search.budget=3", f"out_dir={out}")
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert f"out_dir: error: {out} is in use by another run (pid {holder.pid})" in proc.stderr
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # refused before Hydra wrote anything
-        assert time.perf_counter() - start < 60  # at once, not after waiting
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    # the kernel dropped the lock with the killed holder: the directory is free again
-    assert run_cli(*TABLE_SEARCH, "search.budget=3", f"out_dir={out}").returncode == 0
+    # the kernel dropped the lock with the killed holder: the directory is free again, and the run does all its work
+    proc = run_cli(*TABLE_SEARCH, "search.budget=3", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 3
 
 
 def test_the_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
