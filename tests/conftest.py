@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Co
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``path`` has ``count`` lines, while ``proc`` runs: fails (never falls through) on exit or timeout."""
+    deadline = time.time() + timeout
+    while not path.exists() or len(path.read_text().splitlines()) < count:
+        assert proc.poll() is None, f"the program ended before {path} had {count} lines"
+        assert time.time() < deadline, f"{path} did not reach {count} lines in {timeout} s"
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -73,8 +73,10 @@ def test_help_lists_every_experiment() -> None:
 @pytest.mark.slow   # 30-40 s on the shared 2-core machine: a process, a decode on a fresh cache, 3 trainings
 def test_cpu_experiment_writes_every_output_and_best_weights_load_into_model_py(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run_cli("+experiment=cifar10_airbench_cpu", *TINY, f"out_dir={out}")
+    proc = run_cli("+experiment=cifar10_airbench_cpu", *TINY, f"out_dir={out}",
+                   f"dataset.cache_dir={tmp_path / 'cache'}")  # a fresh cache: the decode runs
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 1  # decoded once, into the run's own cache
     for name in ["history.jsonl", "pareto.json", "report.md", "progress.png", "pareto.png", "config.yaml",
                  "run.json", "best/arch.arch", "best/model.py", "best/summary.json", "best/weights.pt",
                  "best/metrics.json"]:

@@ -3,6 +3,7 @@ kept, decided decisions become one-hot for the next trials, `zero` is never kept
 as it was, the run records the selection and derives the same on every run of a seed, and bad settings are named."""
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -140,8 +141,13 @@ def test_scores_read_the_supernet_without_changing_it() -> None:
     without_conv = [base[0].detach().clone()]
     without_conv[0][0] = 0.0
     assert naswot(base) != naswot(without_conv)            # the last ReLU sees the mixture without the conv
-    assert naswot(base) == naswot(base)                     # deterministic
-    assert 0.0 <= accuracy(base) <= 1.0 and accuracy(base) == accuracy(base)
+    # deterministic: a scorer built anew, and the same one asked again, give the same numbers
+    assert naswot(base) == naswot_score(search.model, inputs)(base) == naswot(base)
+    assert accuracy(base) == accuracy_score(search.model, list(search.val_loader))(base) == accuracy(base)
+    scratch = copy.deepcopy(search.model).train()          # by hand: each batch's own batch-norm statistics
+    with torch.no_grad():
+        correct = sum(int((scratch(x, weights=base).argmax(1) == y).sum()) for x, y in search.val_loader)
+    assert accuracy(base) == correct / len(labels) and accuracy(without_conv) != accuracy(base)
     assert all(torch.equal(state[k], v) for k, v in search.model.state_dict().items())  # running stats untouched
 
 

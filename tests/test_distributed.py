@@ -96,7 +96,10 @@ def test_torchrun_trains_on_two_processes_and_rank_zero_alone_writes(tmp_path: P
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["processes"] == 2
-    assert (out / "weights.pt").exists() and (out / ".hydra" / "config.yaml").exists()
+    assert (out / ".hydra" / "config.yaml").exists()
+    ddp_weights, one_weights = (torch.load(path / "weights.pt", weights_only=True) for path in (out, tmp_path / "one"))
+    assert ddp_weights.keys() == one_weights.keys()  # the same trained network as one process on the global batch
+    assert all(torch.allclose(ddp_weights[k].double(), one_weights[k].double(), atol=1e-4) for k in one_weights)
     log = _log(out)
     assert [r["epoch"] for r in log] == [1, 2]  # written once, by rank 0
     for ddp, one in zip(log, _log(tmp_path / "one")):

@@ -25,11 +25,21 @@ def _config(*overrides: str):
         return compose("config", overrides=["+search=random", *overrides])
 
 
+METRICS = {   # what each configured evaluator declares to report
+    "cost": ("params", "macs", "activation_mb"),
+    "table": ("accuracy",),   # the CSV's metric columns
+    "train": ("accuracy", "val_acc", "best_val_acc", "best_epoch", "stopped_epoch", "train_loss", "train_acc", "steps",
+              "epochs", "train_time_s", "eval_time_s", "images_per_s", "batch_size", "cpu_threads"),
+    "zero_cost": ("naswot", "jacob_cov", "params", "zero_cost", "zero_cost_s"),   # the proxies, ensemble, seconds
+}
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "evaluator").glob("*.yaml")))
 def test_every_evaluator_config_builds_an_evaluator(name: str) -> None:
     evaluator = build(_config(f"evaluator={name}", "space=nb201").evaluator, "evaluator")
     assert isinstance(evaluator, Evaluator) and isinstance(evaluator, EvaluatorBase)
-    assert evaluator.metric_names and not evaluator.measures_time and not evaluator.observes_results
+    assert evaluator.metric_names == METRICS[name]
+    assert not evaluator.measures_time and not evaluator.observes_results
 
 
 def test_every_measuring_profile_builds_a_measurement() -> None:
@@ -48,8 +58,13 @@ def test_the_defaults_do_nothing_and_cannot_train(tmp_path: Path) -> None:
     cost.observe_all([])
     assert cost.data is None and cost.final((0,) * len(space.decisions), space, tmp_path) is None
     assert not any(tmp_path.iterdir())
-    metrics = cost((0,) * len(space.decisions), space)
-    assert set(metrics) == {*cost.metric_names, "status"}
+    genotype = (1,) * len(space.decisions)
+    metrics, summary = cost(genotype, space), space.compile(genotype).summary
+    assert metrics == {"params": summary["params"], "macs": summary["macs"], "status": "ok",
+                       "activation_mb": pytest.approx(summary["activation_memory_mb"]["fp32_batch1"], abs=5e-4)}
+    assert summary["params"] > 0 and summary["macs"] > 0 and metrics["activation_mb"] > 0
+    batch = CostEvaluator(batch_size=32)(genotype, space)
+    assert batch["activation_mb"] == pytest.approx(32 * metrics["activation_mb"])
 
 
 def test_reported_metrics_name_each_metric_once_by_where_it_comes_from() -> None:

@@ -25,7 +25,9 @@ def test_blocks_loops_conditionals_and_lets_expand_to_a_flat_graph() -> None:
     convs = [(n.name, n.attrs["channels"], n.attrs["kernel"]) for n in g.nodes if n.op == "conv"]
     assert convs == [("unit1_y", 4, 3), ("unit2_y", 8, 1), ("unit3_y", 4, 3), ("unit4_y", 8, 3)]
     assert [n.op for n in g.nodes] == ["input", "conv", "relu", "conv", "conv", "relu", "conv", "relu"]
-    assert g.output == "relu3" or g.output.endswith("relu1")
+    chain = ["x", "unit1_y", "unit1_relu1", "unit2_y", "unit3_y", "unit3_relu1", "unit4_y", "unit4_relu1"]
+    assert g.output == chain[-1]   # each layer reads the one before it, back to the input
+    assert [(n.name, n.inputs) for n in g.nodes] == [("x", ())] + [(b, (a,)) for a, b in zip(chain, chain[1:])]
 
 
 def test_naming_rules() -> None:

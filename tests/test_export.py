@@ -3,6 +3,7 @@ from `python -m compiler export=[...]` and from `task=train` (trained weights)."
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import onnxruntime
@@ -46,7 +47,11 @@ def test_every_format_reloads_and_matches_the_model_at_another_batch_size(tmp_pa
         session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
         onnx_out = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
         pt2_out = torch.export.load(str(tmp_path / "model.pt2")).module()(x)
+        with warnings.catch_warnings():   # torch.jit.load is deprecated in favour of torch.export; still shipped
+            warnings.simplefilter("ignore", FutureWarning)
+            script_out = torch.jit.load(str(tmp_path / report["formats"]["torchscript"]["file"]))(x)
     assert torch.allclose(onnx_out, expected, atol=1e-4) and torch.allclose(pt2_out, expected, atol=1e-5)
+    assert torch.allclose(script_out, expected, atol=1e-5)
 
 
 def test_models_with_several_inputs_export(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ Config mistakes are located at their key (`input_shape: error: ...`), mistakes i
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from compiler import ArchError, CompileOptions, compile_file, compile_source
-from compiler.ir.ops import load_op_modules
+from compiler.ir.ops import REGISTRY, load_op_modules
 from compiler.space import load_space
 from search.tasks.common import compile_options, model_params
 from conftest import run_cli
@@ -92,8 +93,19 @@ def test_bad_op_module_names_are_named(ops: list[object], message: str) -> None:
     assert str(err).startswith("ops: error:") and message.replace(" , ", ", ") in str(err), str(err)
 
 
-def test_an_op_module_given_as_one_string_is_imported() -> None:
-    load_op_modules("examples.custom_ops")  # ops=examples.custom_ops, without brackets
+def test_an_op_module_given_as_one_string_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import examples
+    name = "examples.custom_ops"   # imported afresh into a registry without its ops; all of it put back after
+    monkeypatch.setattr(REGISTRY, "_ops", {op: spec for op, spec in REGISTRY._ops.items() if spec.module != name})
+    monkeypatch.setitem(sys.modules, name, None)   # teardown puts the module back, or removes it if it was not there
+    monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(examples, "custom_ops", None, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert "channel_shuffle" not in REGISTRY
+    load_op_modules(name)  # ops=examples.custom_ops, without brackets
+    assert sys.modules[name] is examples.custom_ops and REGISTRY["channel_shuffle"].module == name
+    shuffle = compile_source("model m() { input x: [4, 2, 2]\n output x -> channel_shuffle(2) }").graph.output_node
+    assert (shuffle.op, shuffle.attrs["groups"], shuffle.shape) == ("channel_shuffle", 2, (4, 2, 2))
 
 
 def test_limits_from_the_config() -> None:

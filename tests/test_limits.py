@@ -50,11 +50,16 @@ def test_each_limit_refuses_located_and_says_how_to_raise_it(limit: str, text: s
     assert f"limits.{limit}=" in err.hint and f"Limits({limit}=" in err.hint
 
 
+SUM_OF_99 = model("  let a = " + " + ".join(["1"] * 99) + "\n  output x -> relu * (a - 97)")   # 2 relus
+
+
 def test_the_largest_accepted_values_compile() -> None:
-    """Just under each limit is fine: 2 ** 63 (64 bits), a sum of 99 terms (100 levels), 256 merged values."""
-    compile_source(model("  let a = 2 ** 63 - 1 + 2 ** 63\n  output x"))
-    compile_source(model("  let a = " + " + ".join(["1"] * 99) + "\n  output x"))
-    compile_source(model("  output (" + ", ".join(["x"] * 256) + ") -> add"))
+    """Just under each limit is fine: 2 ** 64 - 1 (64 bits), a sum of 99 terms (100 levels), 256 merged values."""
+    widest = compile_source(model("  let a = 2 ** 63 - 1 + 2 ** 63\n  output x -> relu * (a // 2 ** 62)")).graph
+    assert [n.op for n in widest.nodes] == ["input"] + ["relu"] * 3   # (2 ** 64 - 1) // 2 ** 62 = 3
+    assert [n.op for n in compile_source(SUM_OF_99).graph.nodes] == ["input", "relu", "relu"]
+    merged = compile_source(model("  output (" + ", ".join(["x"] * 256) + ") -> add")).graph.output_node
+    assert (merged.op, merged.inputs) == ("add", ("x",) * 256)
 
 
 def test_raising_a_limit_lets_the_input_through() -> None:
@@ -155,24 +160,29 @@ def test_compile_task_builds_only_for_exports(tmp_path: Path, monkeypatch: pytes
 
 def test_the_expander_recurses_far_below_the_python_limit() -> None:
     """Inputs at the depth limit compile within 400 frames of the caller (the default Python limit is 1000)."""
-    blocks = "\n".join(["block b0(c = " + "(" * 18 + "1" + " + 1)" * 18 + ") { input x\n output x -> relu }"]
-                       + [f"block b{i}() {{ input x\n output x -> b{i - 1} }}" for i in range(1, 20)])
-    at_the_limit = [
-        model("  let a = " + " + ".join(["1"] * 99) + "\n  output x"),
-        model("if true {\n" * 96 + "x = x -> relu\n" + "}\n" * 96 + "  output x"),
-        model("  y = " + "(" * 97 + "x, x) -> add" + ", x) -> add" * 96 + "\n  output y"),
-        model("  output x -> conv(" + "max(1, " * 47 + "1" + ")" * 47 + ", 1)"),
-        blocks + "\nmodel m() { input x: [1, 4, 4]\n output x -> b19 }",
-    ]
+    blocks = "\n".join(["block b0(c = " + "(" * 18 + "1" + " + 1)" * 18 + ") { input x\n output x -> relu * (c - 18) }"]
+                       + [f"block b{i}() {{ input x\n output x -> b{i - 1} }}" for i in range(1, 20)])   # c = 19
+    adds = [("add1", ("x", "x"))] + [(f"add{i}", (f"add{i - 1}", "x")) for i in range(2, 97)] + [("y", ("add96", "x"))]
+    at_the_limit = {   # text -> (name, inputs) of each node of its graph
+        SUM_OF_99: [("x", ()), ("relu1", ("x",)), ("relu2", ("relu1",))],
+        model("if true {\n" * 96 + "x = x -> relu\n" + "}\n" * 96 + "  output x"): [("x", ()), ("relu1", ("x",))],
+        model("  y = " + "(" * 97 + "x, x) -> add" + ", x) -> add" * 96 + "\n  output y"): [("x", ()), *adds],
+        model("  output x -> conv(" + "max(1, " * 47 + "1" + ")" * 47 + ", 1)"): [("x", ()), ("conv1", ("x",))],
+        blocks + "\nmodel m() { input x: [1, 4, 4]\n output x -> b19 }":   # one relu, named by the blocks around it
+            [("x", ()), ("_".join(f"b{i}_1" for i in range(19, -1, -1)) + "_relu1", ("x",))],
+    }
     depth = len(_stack())
     saved = sys.getrecursionlimit()
     sys.setrecursionlimit(depth + 400)
     try:
-        for text in at_the_limit:
-            compile_source(text)
-            load_space(text)
+        results = [(compile_source(text).graph, load_space(text)) for text in at_the_limit]
     finally:
         sys.setrecursionlimit(saved)
+    for (graph, space), expected in zip(results, at_the_limit.values()):
+        assert [(n.name, n.inputs) for n in graph.nodes] == expected and graph.output == expected[-1][0]
+        assert space.decisions == () and space.compile(()).graph == graph
+    conv = results[3][0].output_node
+    assert (conv.attrs["channels"], conv.attrs["kernel"]) == (1, 1)   # max(1, max(1, ... 1)) = 1
 
 
 def _stack() -> list[object]:

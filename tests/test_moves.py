@@ -244,14 +244,13 @@ def test_moves_for_a_strategy_that_does_not_mutate_is_refused(tmp_path: Path) ->
 
 
 # ---- the bench ----------------------------------------------------------------------------------------------------
-def test_bench_screens_mutating_strategies_from_the_cache_and_charges_the_cells_screened(tmp_path: Path,
-                                                                                          capsys) -> None:
+def test_bench_screens_mutating_strategies_from_the_cache_and_charges_the_cells_screened(tmp_path: Path, capsys,
+                                                                                          monkeypatch) -> None:
     import argparse
-    import sys
 
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT))
     from bench import nb201 as bench
     from bench import zero_cost_nb201 as scores_bench
     from search import nb201

@@ -184,6 +184,12 @@ def test_debug_mode_verifies_between_passes_and_names_the_pass_that_broke_the_ir
         PassManager(passes).run(_small())
 
 
-def test_debug_option_turns_on_the_verification() -> None:
+def test_debug_option_turns_on_the_verification(monkeypatch) -> None:
     assert build_pipeline(debug=True).debug and not build_pipeline().debug
-    assert compile_source("model m() { input x: [3]\n output x -> relu }", options=CompileOptions(debug=True))
+    checked: list[Graph] = []   # the graphs the pipeline's verifier saw (the verify pass calls its own)
+    monkeypatch.setattr("compiler.passes.pipeline.verify", lambda g, registry: checked.append(g) or verify(g, registry))
+    source = "model m() { input x: [3]\n output x -> relu }"
+    result = compile_source(source, options=CompileOptions(debug=True))
+    assert len(checked) == len(DEFAULT_PASSES) == 6 and checked[-1] is result.graph   # after every pass
+    compile_source(source)
+    assert len(checked) == 6   # without debug: not once

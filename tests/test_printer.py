@@ -60,7 +60,7 @@ def programs(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)  # the same 60 programs each run
 @given(programs())
 def test_generated_programs_round_trip(text: str) -> None:
     _round_trip(compile_source(text, "gen.arch"))

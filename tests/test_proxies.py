@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,8 +334,8 @@ def test_rank_ensemble_refuses_bad_members_and_weights() -> None:
 
 
 # ---- the bench's helpers ---------------------------------------------------------------------------------------
-def test_bench_sample_mapping_and_cache(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT))
+def test_bench_sample_mapping_and_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
     from bench import zero_cost_nb201 as bench
 
     cells = bench.sample_cells(5, seed=0)
@@ -359,8 +358,8 @@ def test_bench_sample_mapping_and_cache(tmp_path: Path) -> None:
     assert bench.parse_ensemble("synflow=2,zico").weights == {"synflow": 2.0, "zico": 1.0}
 
 
-def test_bench_end_to_end_then_resumed_from_its_cache(tmp_path: Path, capsys) -> None:
-    sys.path.insert(0, str(ROOT))
+def test_bench_end_to_end_then_resumed_from_its_cache(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
     from bench import zero_cost_nb201 as bench
 
     argv = ["--n", "3", "--seed", "0", "--batch-size", "4", "--proxies", "naswot,jacob_cov,params",

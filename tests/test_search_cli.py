@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, wait_for_lines
 
 FAST = ["search.budget=4", "evaluator.search_overrides.budget.epochs=3", "search.progress=false"]
 
@@ -84,9 +84,7 @@ def test_resume_after_sigkill_mid_training_equals_an_uninterrupted_run(tmp_path:
     proc = subprocess.Popen([sys.executable, "-m", "compiler", *args, f"out_dir={out}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out / "history.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
-        time.sleep(0.05)
+    wait_for_lines(journal, 2, proc, timeout=240)
     time.sleep(0.3)  # into the training of the next candidate
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, wait_for_lines
 
 SEARCH = ["+search=evolution", "search.budget=4", "evaluator.search_overrides.budget.epochs=3", "search.progress=false",
           "task.export_best=false"]
@@ -29,14 +29,6 @@ def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
     return subprocess.Popen([sys.executable, "-m", "compiler", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_signals)
-
-
-def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while not path.exists() or len(path.read_text().splitlines()) < count:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() < deadline, f"{path} did not reach {count} lines"
-        time.sleep(0.05)
 
 
 def _workers(pid: int) -> list[int]:
@@ -72,7 +64,7 @@ def test_a_signal_ends_training_with_one_line(tmp_path: Path, sig: signal.Signal
     out = tmp_path / "r20"
     proc = _start("task=train", "arch=examples/resnet20.arch", "dataset=digits", f"out_dir={out}",
                   "trainer.budget.epochs=200", "trainer.cpu_threads=1", "trainer.progress=false")
-    _wait_for_lines(out / "train_log.jsonl", 1, proc)  # in the middle of the training
+    wait_for_lines(out / "train_log.jsonl", 1, proc)  # in the middle of the training
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig
@@ -95,7 +87,7 @@ def test_an_interrupted_search_stops_its_workers_and_resumes_exactly(tmp_path: P
     assert reference.returncode == 0, reference.stderr[-3000:]
     out = tmp_path / "run"
     proc = _start(*args, f"out_dir={out}")
-    _wait_for_lines(out / "history.jsonl", 2, proc)
+    wait_for_lines(out / "history.jsonl", 2, proc)
     time.sleep(0.3)  # into the training of the next candidates
     workers_seen = _workers(proc.pid)
     assert len(workers_seen) == (workers if workers > 1 else 0)

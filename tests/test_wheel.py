@@ -44,12 +44,16 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+# Tests never reach the network: no index, and no check for a newer pip.
+OFFLINE = ["--no-index", "--disable-pip-version-check"]
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The python of a fresh venv holding only the wheel built from this checkout."""
     base = tmp_path_factory.mktemp("wheel")
     source = _source_copy(base / "source")
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", *OFFLINE, "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(base / "dist"), str(source)], cwd=base, capture_output=True, text=True,
                            timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
@@ -65,8 +69,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "_reuse_test_interpreter.pth").write_text("\n".join(_site_packages()) + "\n")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
-                              str(wheels[0])], capture_output=True, text=True, timeout=600)
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", *OFFLINE, "--no-deps",
+                              "-q", str(wheels[0])], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stdout + install.stderr
     return python
 
