@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds: no retraining run starts after")
     parser.add_argument("--tiny", action="store_true", help="a dry run of every step (a few images, one step)")
     parser.add_argument("overrides", nargs="*", help="more overrides for the search, e.g. search=evolution")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)   # overrides before and after the options
     args.experiment = args.experiment or EXPERIMENTS[args.device]
     args.anchors = [a for a in args.anchors.split(",") if a]
     for name in args.anchors:

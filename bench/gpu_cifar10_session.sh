@@ -2,6 +2,8 @@
 # The prepared GPU run for issue 15 (one call of the device tool, about 9 minutes of its 10): on one H200,
 #   1. the search: +experiment=cifar10_airbench (the airbench space on the JPEG CIFAR-10, every candidate trained
 #      with airbench94's recipe, scored on the 5,000-image validation split; objectives accuracy and train_time_s),
+#      starting from airbench94 itself (search.include_default=true: NSGA-II mutates it from the first generation,
+#      where a network that beats it is likeliest; INCLUDE_DEFAULT=false searches from random draws only),
 #      in rounds for SEARCH_S seconds (default 240), then best/ trained once more and tested;
 #   2. the space's default (airbench94's layout) with the same final budget, for comparison;
 #   3. the anchors and the networks found, 5 runs each (seeds 0-4) with the same trainer, data (all 50,000 training
@@ -37,7 +39,7 @@ WORK=/tmp/cifar10_search; rm -rf "$WORK"; mkdir -p "$WORK"
 source bench/gpu_env.sh "$FINAL"   # wheels, data, machine.txt
 timeout "${TOTAL_S:-560}" python3 bench/cifar10_search.py --work "$WORK" --seeds 0 --search-seconds "${SEARCH_S:-240}" \
     --round 8 --runs "${RUNS:-5}" --anchors airbench94,airbench95,airbench96 --confirm 3 --time-limit "${TIME_S:-530}" \
-    "$@" 2>&1 | tee "$FINAL/cifar10_search.log"
+    "search.include_default=${INCLUDE_DEFAULT:-true}" "$@" 2>&1 | tee "$FINAL/cifar10_search.log"
 echo "exit status: ${PIPESTATUS[0]}" | tee -a "$FINAL/cifar10_search.log"
 cp "$WORK/results.json" "$FINAL/" 2>/dev/null
 # the run directory (history, front, report, plots, best/ with model.py and weights) and the logs, in one file
