@@ -28,6 +28,7 @@ RESUMABLE: dict[str, str] = {
     "search.executor": "where candidates run (local or ray); results are recorded in proposal order either way",
     "search.ray*": "the Ray cluster and each worker's resources",
     "*.progress": "display only",
+    "trainer.log_epochs": "display only (a log line per epoch)",
     "out_dir": "the same directory may be named another way",
     "debug": "tracebacks and IR checks only",
     "export": "deployment files written after the search",
@@ -39,6 +40,14 @@ RESUMABLE: dict[str, str] = {
     "search.cpu_threads": "DARTS: CPU threads",
 }
 GROWS_ONLY = ("search.budget",)
+
+# Keys added after run directories were first written -> the value that does what runs did before the key existed.
+# A recorded configuration without such a key is read as holding that value, so that adding a key whose default keeps
+# the old behaviour does not stop older runs from resuming. Every such new key belongs here.
+ADDED: dict[str, Any] = {
+    "search.include_default": False,   # 2026-12-07: the space's default genotype as the first candidate
+    "trainer.log_epochs": True,        # 2026-12-07: a log line per epoch (also RESUMABLE: display only)
+}
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -64,8 +73,10 @@ def _shown(value: Any) -> str:
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], allowed: bool = False) -> list[str]:
     """Differences between two (nested) configurations, one ``key: old -> new`` each, sorted. ``allowed``: leave
-    out the keys that may change on resume (``RESUMABLE``), except a budget that shrinks."""
+    out the keys that may change on resume (``RESUMABLE``), except a budget that shrinks. A key of ``ADDED`` that
+    ``old`` lacks where ``new`` has it is compared as its value from before the key existed."""
     before, after = flatten(old), flatten(new)
+    before.update({key: value for key, value in ADDED.items() if key not in before and key in after})
     lines = []
     for key in sorted({*before, *after}):
         a, b = before.get(key, _ABSENT), after.get(key, _ABSENT)

@@ -210,6 +210,20 @@ def test_config_changes_lists_each_difference() -> None:
     assert config_changes(old, old) == []
 
 
+def test_a_key_added_since_a_run_was_made_reads_as_what_the_run_did() -> None:
+    """search.include_default (added 2026-12-07, default false) is absent from older run.json files: they resume;
+    asking the resumed run for the new behaviour is still a change."""
+    old = {"search": {"budget": 3}, "trainer": {"lr": 0.1}}
+    new = {"search": {"budget": 3, "include_default": False}, "trainer": {"lr": 0.1, "log_epochs": True}}
+    assert config_changes(old, new) == []
+    assert config_changes(old, {**new, "search": {"budget": 3, "include_default": True}}) == [
+        "search.include_default: false -> true"]
+    assert config_changes({"search": {"include_default": True}}, {"search": {"budget": 3}}) == [   # the other way
+        "search.budget: (absent) -> 3 (may only grow)",
+        "search.include_default: true -> (absent)"]
+    assert config_changes(old, {**new, "trainer": {"lr": 0.1, "log_epochs": False}}, allowed=True) == []
+
+
 def test_cli_refuses_to_resume_with_another_configuration(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert run_cli(*TABLE_SEARCH, "search.budget=3", f"out_dir={out}").returncode == 0
