@@ -157,7 +157,7 @@ def train_default(out: Path, front: Sequence[Mapping[str, Any]]) -> dict[str, An
     """The space's default genotype through the run's own evaluator: as a candidate (the search budget, scored on
     validation) and as best/ was trained (the final budget, tested), into OUT/default/."""
     context = evaluation_context(json.loads((out / "run.json").read_text())["config"])
-    genotype = (0,) * len(context.space.decisions)
+    genotype = context.space.default_genotype
     candidate = context.evaluator(genotype, context.space)
     target = out / "default"
     context.space.compile(genotype).write(target)
@@ -286,7 +286,7 @@ def retrain(args: argparse.Namespace, search: Mapping[str, Any], results: Result
     times = {a: c["time_mean"] for a, c in contenders.items() if c.get("time_mean") is not None}
     search_config = OmegaConf.create(json.loads((run_dir / "run.json").read_text())["config"])
     scale = time_scale(search_config, len(load_dataset(search_config.dataset).train), len(retrainer.data.train))
-    default = genotype_of(retrainer.space({}), {})   # airbench94 itself (search.include_default) is no find
+    default = retrainer.space({}).default_genotype   # airbench94 itself (search.include_default) is no find
     front = [p for p in search["front"] if tuple(p["genotype"]) != default]
     for label, pick in pick_found(front, times, scale, args.confirm):
         key = f"found:{label}"

@@ -148,7 +148,6 @@ def search_config(node: DictConfig | Mapping[str, Any] | None) -> SearchConfig:
     if cfg.executor == "ray":
         check_ray_config(cfg.ray)
     check_warmup(cfg.warmup)
-    check_value(cfg.include_default, bool, "search.include_default")
     if "_target_" not in cfg.strategy:
         raise ConfigError("search.strategy._target_", "no strategy given", hint="pick one with +search=NAME")
     check_target(cfg.strategy, "search.strategy", supplied=STRATEGY_SUPPLIED)
