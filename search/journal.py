@@ -46,11 +46,11 @@ def read_json(path: Path) -> Any | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    text = data.decode("utf-8", "replace")
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise json.JSONDecodeError("not UTF-8 text", text, len(data[:err.start].decode("utf-8", "replace"))) from err
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:   # the position in characters of the text as it shows
+        raise json.JSONDecodeError("not UTF-8 text", data.decode("utf-8", "replace"),
+                                   len(data[:err.start].decode("utf-8", "replace"))) from err
     try:
         return json.loads(text)
     except RecursionError as err:
