@@ -47,6 +47,7 @@ GROWS_ONLY = ("search.budget",)
 ADDED: dict[str, Any] = {
     "search.include_default": False,   # 2026-12-07: the space's default genotype as the first candidate
     "trainer.log_epochs": True,        # 2026-12-07: a log line per epoch (also RESUMABLE: display only)
+    "search.max_seconds": None,        # 2026-12-07: DARTS: a time limit on the supernet's training
 }
 
 

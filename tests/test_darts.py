@@ -202,6 +202,40 @@ def test_checkpoint_resumes_to_the_uninterrupted_result(digits, tmp_path: Path) 
         other.run()
 
 
+def test_a_checkpoint_is_read_to_the_host_whatever_the_runs_device(digits, tmp_path: Path) -> None:
+    # On a GPU, reading the checkpoint straight to the device put the RNG states there, which set_state refuses
+    # (every DARTS resume on CUDA failed). The meta device stands in for the GPU here: restore must not use it.
+    run, _ = search("identity | conv(8, 3) | zero", digits, checkpoint=tmp_path / "a.pt", epochs=1)
+    supernet = build_supernet(tiny_space("identity | conv(8, 3) | zero"))
+    cfg = settings(epochs=2)
+    resumed = BilevelSearch(supernet, digits, cfg, 0, None, tmp_path / "a.pt", {"test": 1})
+    resumed.device = torch.device("meta")
+    torch.manual_seed(123)
+    assert resumed.restore() == 1
+    saved = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert torch.equal(torch.get_rng_state(), saved["rng"]) and saved["rng"].device.type == "cpu"
+    assert torch.equal(resumed.weight_loader.generator.get_state(), saved["loaders"][0][0])
+    assert saved["cuda_rng"].numel() == 0   # a CPU run has no GPU generator to save
+
+
+def test_max_seconds_stops_at_an_epoch_end_and_a_resume_stops_there_too(digits, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    def timed(self, index):   # every epoch "takes" 10 s: the limit, not the machine, decides
+        return {**real_epoch(self, index), "seconds": 10.0}
+    real_epoch = BilevelSearch.epoch
+    monkeypatch.setattr(BilevelSearch, "epoch", timed)
+    # 25 s: after 2 epochs (20 s) a third would end at 30 s, so training stops there; schedules still span 5 epochs
+    run, history = search("identity | conv(8, 3) | zero", digits, checkpoint=tmp_path / "a.pt", epochs=5,
+                          max_seconds=25)
+    assert [h["epoch"] for h in history] == [1, 2] and history[1]["lr"] > run.cfg.weights.lr_min * 2
+    assert search("identity | conv(8, 3) | zero", digits, epochs=5, max_seconds=30)[1][-1]["epoch"] == 3
+    resumed = BilevelSearch(run.supernet, digits, run.cfg, 0, None, tmp_path / "a.pt", {"test": 1})
+    assert [h["epoch"] for h in resumed.run()] == [1, 2]   # nothing more: the recorded seconds decide
+    for bad in (0, -1.0):
+        with pytest.raises(DartsConfigError, match="max_seconds must be > 0"):
+            settings(max_seconds=bad)
+
+
 def test_second_order_gradient_matches_the_exact_hypergradient(digits) -> None:
     supernet = build_supernet(tiny_space("identity | conv(8, 3) | avgpool(3, stride=1, padding=1)"))
     cfg = settings(order=2, **{"weights.weight_decay": 0.0, "weights.lr": 0.05})
@@ -295,6 +329,23 @@ def test_cli_darts_search_writes_the_outputs_of_every_search(tmp_path: Path) -> 
                            timeout=120, cwd=tmp_path)
     assert check.returncode == 0, check.stderr[-3000:]
     assert json.loads(check.stdout) == [[2, 10], [2, 10], 6]
+
+
+def test_cli_a_time_limit_derives_from_the_epochs_done_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("+search=darts", "search.epochs=3", "search.max_seconds=0.001", "search.train_derived=false",
+                   f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "epoch 1/3" in proc.stdout and "epoch 2/3" not in proc.stdout   # the first epoch always runs
+    assert "the supernet trained 1 of 3 epochs: search.max_seconds=0.001 stopped it" in proc.stdout
+    alphas = json.loads((out / "alphas.json").read_text())
+    assert [e["epoch"] for e in alphas["epochs"]] == [1]
+    assert "the supernet trained 1 of 3 epochs" in (out / "report.md").read_text()
+    record = json.loads((out / "history.jsonl").read_text())
+    assert record["status"] == "derived" and len(record["decisions"]) == 6
+    proc = run_cli("+search=darts", "search.max_seconds=0", f"out_dir={tmp_path / 'bad'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "search.max_seconds: error: max_seconds must be > 0 (or null: no limit)" in proc.stderr
 
 
 def test_cli_value_decisions_and_memory_limit_are_clear_errors(tmp_path: Path) -> None:

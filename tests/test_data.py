@@ -155,6 +155,26 @@ def test_carve_validation_is_disjoint_stratified_and_seeded() -> None:
     assert len(rest) == 2 and len(held) == n - 2 and ids(rest).isdisjoint(ids(held))
 
 
+def test_a_subset_takes_any_kind_of_index_and_stays_on_the_splits_device() -> None:
+    split = Split(torch.arange(6, dtype=torch.uint8).reshape(6, 1, 1, 1), torch.arange(6) * 10)
+    for index in ([4, 1], np.array([4, 1]), torch.tensor([4, 1]), torch.tensor([4, 1], dtype=torch.int32)):
+        part = split.subset(index)
+        assert part.labels.tolist() == [40, 10] and part.images.flatten().tolist() == [4, 1], index
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_validation_is_carved_from_a_split_kept_on_the_gpu() -> None:
+    # the search task gives DARTS its evaluator's data, which lives on the GPU: the same split as on the host
+    split = Split(torch.arange(300, dtype=torch.uint8).reshape(300, 1, 1, 1), torch.arange(300) % 3)
+    host = carve_validation(split, 0.2, seed=5)
+    device = carve_validation(split.to("cuda"), 0.2, seed=5)
+    for a, b in zip(host, device):
+        assert b.images.device.type == "cuda" and torch.equal(a.images, b.images.cpu())
+        assert torch.equal(a.labels, b.labels.cpu())
+    assert device[0].subset(torch.tensor([2, 0], device="cuda")).labels.device.type == "cuda"
+
+
 def test_channel_stats_match_numpy() -> None:
     images = torch.randint(0, 256, (50, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     mean, std = channel_stats(images)

@@ -296,6 +296,8 @@ class BilevelSearch:
         with _threads(self.cfg.cpu_threads, self.device):
             first = self.restore()
             for index in range(first, self.cfg.epochs):
+                if self.out_of_time():
+                    break
                 record = self.epoch(index)
                 self.history.append(record)
                 self.save(index + 1)
@@ -303,13 +305,25 @@ class BilevelSearch:
                     on_epoch(record)
         return self.history
 
+    def out_of_time(self) -> bool:
+        """search.max_seconds: would one more epoch, as slow as the slowest so far, pass the limit? Counted from
+        the recorded epochs' seconds, so a resumed run stops where the uninterrupted one would."""
+        limit, seconds = self.cfg.max_seconds, [record["seconds"] for record in self.history]
+        return limit is not None and bool(seconds) and sum(seconds) + max(seconds) > limit
+
     # ---- checkpoint -----------------------------------------------------------------------------------
     def state_dict(self, epochs_done: int) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, "identity": self.identity, "epochs_done": epochs_done,
                 "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
                 "loaders": [(loader.generator.get_state(), loader.epoch)
                             for loader in (self.weight_loader, self.arch_loader)],
-                "rng": torch.get_rng_state(), "history": self.history}
+                "rng": torch.get_rng_state(), "cuda_rng": self._cuda_rng_state(), "history": self.history}
+
+    def _cuda_rng_state(self) -> torch.Tensor:
+        """The device's generator on a GPU (Gumbel and Dirichlet draws come from it there); empty on the CPU."""
+        if self.device.type == "cuda":
+            return torch.cuda.get_rng_state(self.device)
+        return torch.empty(0, dtype=torch.uint8)
 
     def save(self, epochs_done: int) -> None:
         if self.checkpoint is None:
@@ -327,7 +341,7 @@ class BilevelSearch:
         """Load the checkpoint if there is one; the index of the first epoch still to run."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0
-        state = read_checkpoint(self.checkpoint, self.device)
+        state = read_checkpoint(self.checkpoint)
         if state["version"] != CHECKPOINT_VERSION or state["identity"] != self.identity:
             changes = config_changes({"version": state["version"], **state["identity"]},
                                      {"version": CHECKPOINT_VERSION, **self.identity})
@@ -342,6 +356,9 @@ class BilevelSearch:
                 loader.generator.set_state(generator)
                 loader.epoch = int(epoch)
             torch.set_rng_state(state["rng"])
+            cuda_rng = state.get("cuda_rng")   # absent in checkpoints written before it was saved
+            if self.device.type == "cuda" and isinstance(cuda_rng, torch.Tensor) and cuda_rng.numel():
+                torch.cuda.set_rng_state(cuda_rng, self.device)
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
             raise ResumeMismatch(f"does not fit this supernet ({type(err).__name__}: "
                                  f"{str(err).splitlines()[0][:200]})", self.checkpoint) from err
@@ -402,11 +419,13 @@ def _unpickler_reason(err: pickle.UnpicklingError) -> str:
     return next((line.strip() for line in tail.splitlines() if line.strip()), type(err).__name__)[:200]
 
 
-def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
     """A DARTS checkpoint's data, read with weights_only=True: tensors and plain containers only. A file holding
     anything else (a pickle that would run code) or a damaged one is refused, and nothing in it runs."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        # to the host whatever the run's device: load_state_dict copies weights and optimiser state onto the model's
+        # device, while RNG states must stay CPU byte tensors (a CUDA generator's too)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if not _names_a_python_object(err):   # random bytes fail here too ("Unsupported operand")
             raise ResumeMismatch(f"is damaged or not a DARTS checkpoint (it is no pickle of tensors: "

@@ -96,6 +96,9 @@ class DartsConfig:
     name: str = "darts"
     strategy: dict[str, Any] = field(default_factory=dict)  # _target_: the strategy class (search.darts.strategy.Darts)
     epochs: int = 50                 # passes over the weights' half of the training split (as the paper)
+    max_seconds: Optional[float] = None  # stop the supernet's training at the first epoch's end where one more epoch
+    #                                      (as slow as the slowest so far) would pass this many seconds of training;
+    #                                      the schedules still follow `epochs`. null: no limit
     batch_size: int = 64
     arch_fraction: float = 0.5       # share of the training split held out for the architecture steps
     order: int = 1                   # 1: first-order DARTS; 2: the unrolled (second-order) approximation
@@ -143,6 +146,7 @@ def darts_config(node: DictConfig | dict[str, Any] | None) -> DartsConfig:
 def _check(cfg: DartsConfig) -> None:
     checks = [
         ("epochs", cfg.epochs >= 1, "epochs must be >= 1"),
+        ("max_seconds", cfg.max_seconds is None or cfg.max_seconds > 0, "max_seconds must be > 0 (or null: no limit)"),
         ("batch_size", cfg.batch_size >= 1, "batch_size must be >= 1"),
         ("arch_fraction", 0 < cfg.arch_fraction < 1, "arch_fraction must be between 0 and 1 (DARTS: 0.5)"),
         ("order", cfg.order in (1, 2), "order must be 1 (first-order) or 2 (second-order)"),

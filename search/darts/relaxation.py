@@ -18,7 +18,8 @@ logits (and the largest mixing weight) stays small and no option runs away with 
 skip-connection collapse); the held-out loss still decides the ranking. Under Adam the weight matters relative to
 the held-out gradients: far above them, the differences between options stop moving at all.
 
-All randomness draws from torch's global generator, which the search checkpoints: a resumed run draws the same.
+All randomness draws from torch's global generator (the device's on a GPU), which the search checkpoints: a
+resumed run draws the same.
 """
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def _identity(space: Space, fixed: Mapping[int, int], settings: DartsConfig, see
     trained supernet is derived, and what happens to the derived network)."""
     config = {k: v for k, v in dataclasses.asdict(settings).items()
               if k not in ("progress", "memory_limit_mb", "device", "cpu_threads", "retrain", "train_derived",
-                           "derived_params", "strategy", "derive")}
+                           "derived_params", "strategy", "derive", "max_seconds")}
     return {"space": space.name, "decisions": [[d.name, list(d.options)] for d in space.decisions],
             "fixed": {space.decisions[p].name: o for p, o in sorted(fixed.items())}, "seed": seed,
             "config": json.loads(json.dumps(config))}
@@ -220,6 +220,11 @@ class Darts(OneShotStrategy):
         # collapse is about the ops the edges chose, not about edges dropped by top_inputs (they derive `zero`)
         check = collapse(supernet.relaxed, last["softmax"], op_choices, derivation.collapse_threshold)
         self.warnings = [collapse_warning(supernet.relaxed, op_choices, check)] if check.collapsed else []
+        if len(self.history) < self.settings.epochs:   # only search.max_seconds ends the training early
+            self.warnings.insert(0, f"the supernet trained {len(self.history)} of {self.settings.epochs} epochs: "
+                                    f"search.max_seconds={self.settings.max_seconds:g} stopped it (one more epoch "
+                                    f"would have passed it after {sum(r['seconds'] for r in self.history):.1f} s), "
+                                    "so its learning rate had not annealed; lower search.epochs to fit the limit")
         for warning in self.warnings:
             print(warning)
         print("derived: " + ", ".join(f"{k}={v}" for k, v in self.space.describe(genotype).items()))

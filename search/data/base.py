@@ -43,7 +43,11 @@ class Split:
         return len(self.labels)
 
     def subset(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> "Split":
-        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        # the index on the images' device: a split kept on the GPU (evaluators hold decoded data there) stays there
+        if isinstance(indices, torch.Tensor):
+            index = indices.to(self.images.device, torch.int64)
+        else:
+            index = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.images.device)
         return Split(self.images.index_select(0, index), self.labels.index_select(0, index))
 
     def to(self, device: torch.device | str) -> "Split":
@@ -119,7 +123,7 @@ def carve_validation(train: Split, val_size: float | int, seed: int) -> tuple[Sp
         return train, Split(train.images[:0], train.labels[:0])
     if not 0 < count < n:
         raise DataError(f"val_size={val_size} leaves no training images out of {n}", hint="use a fraction like 0.1")
-    labels = train.labels.numpy()
+    labels = train.labels.cpu().numpy()   # the labels may be on the GPU (an evaluator's data, given to DARTS)
     classes = len(np.unique(labels))   # a stratified split needs each class twice and both sides to hold them all
     stratify = labels if np.bincount(labels).min() >= 2 and classes <= count <= n - classes else None
     keep, held = train_test_split(np.arange(n), test_size=count, random_state=seed, stratify=stratify)
