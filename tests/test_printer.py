@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from compiler import compile_file, compile_source, parse_graph
@@ -60,7 +60,6 @@ def programs(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None)  # the same 60 programs each run
 @given(programs())
 def test_generated_programs_round_trip(text: str) -> None:
     _round_trip(compile_source(text, "gen.arch"))
