@@ -248,15 +248,23 @@ def time_scale(config: Any, search_images: int, train_images: int) -> float:
 
 
 def pick_found(front: Sequence[Mapping[str, Any]], anchor_times: Mapping[str, float], scale: float,
-               most: int) -> list[tuple[str, Mapping[str, Any]]]:
+               most: int, default: Mapping[str, Any] | None = None,
+               labels: Sequence[str] | None = None) -> list[tuple[str, Mapping[str, Any]]]:
     """Front members to confirm: for each anchor measured, the most accurate one whose search training time, times
-    ``scale`` (``time_scale``), is below the anchor's; then the most accurate of all. Distinct, at most ``most``."""
+    ``scale`` (``time_scale``), is below the anchor's (``under_ANCHOR``); the most accurate of those that beat the
+    space's default in the search itself (``beats_default``: at least its validation accuracy in less training time;
+    ``default`` is its search record); then the most accurate of all (``most_accurate``). Distinct, at most ``most``;
+    ``labels``: only those picks."""
     picks: list[tuple[str, Mapping[str, Any]]] = []
-    wanted = [(f"under_{a}", t) for a, t in anchor_times.items()] + [("most_accurate", float("inf"))]
-    for label, limit in wanted:
-        faster = [p for p in front if p["train_time_s"] * scale < limit]
-        if faster:
-            pick = max(faster, key=lambda p: p["accuracy"])
+    wanted: list[tuple[str, Sequence[Mapping[str, Any]]]] = [
+        (f"under_{a}", [p for p in front if p["train_time_s"] * scale < t]) for a, t in anchor_times.items()]
+    if default and default.get("accuracy") is not None and default.get("train_time_s") is not None:
+        wanted.append(("beats_default", [p for p in front if p["accuracy"] >= default["accuracy"]
+                                         and p["train_time_s"] < default["train_time_s"]]))
+    wanted.append(("most_accurate", list(front)))
+    for label, members in wanted:
+        if members and (labels is None or label in labels):
+            pick = max(members, key=lambda p: p["accuracy"])
             if all(pick["genotype"] != g["genotype"] for _, g in picks):
                 picks.append((label, pick))
     return picks[:most]
@@ -288,7 +296,8 @@ def retrain(args: argparse.Namespace, search: Mapping[str, Any], results: Result
     scale = time_scale(search_config, len(load_dataset(search_config.dataset).train), len(retrainer.data.train))
     default = retrainer.space({}).default_genotype   # airbench94 itself (search.include_default) is no find
     front = [p for p in search["front"] if tuple(p["genotype"]) != default]
-    for label, pick in pick_found(front, times, scale, args.confirm):
+    picks = args.picks.split(",") if args.picks else None
+    for label, pick in pick_found(front, times, scale, args.confirm, search["default"].get("search"), picks):
         key = f"found:{label}"
         print(f"  {key}: {pick['decisions']}", flush=True)
         rows = retrainer.run(key, pick["genotype"], {}, {}, args.runs)
@@ -349,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=0, help="runs per anchor and found network (0: no retraining)")
     parser.add_argument("--anchors", default="airbench94,airbench95,airbench96")
     parser.add_argument("--confirm", type=int, default=3, help="found networks retrained at most")
+    parser.add_argument("--picks", default=None, help="only these picks, comma-separated: under_ANCHOR, "
+                        "beats_default, most_accurate (default: all, in that order, up to --confirm)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds: no retraining run starts after")
     parser.add_argument("--tiny", action="store_true", help="a dry run of every step (a few images, one step)")
     parser.add_argument("overrides", nargs="*", help="more overrides for the search, e.g. search=evolution")

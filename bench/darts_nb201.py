@@ -136,8 +136,10 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, extra: Sequence[s
               "trajectory": trajectory(epochs, args.accuracies)}
     if selection:   # the same supernet derived by its largest weights, for comparison
         result["argmax_accuracy"] = result["trajectory"][-1]
-    print(f"    {variant} seed {seed}: {cell} -> {result['accuracy']} % (search {result['search_s'] / 60:.1f} min, "
-          f"largest probability {result['top_probability']}; by epoch: {result['trajectory']})", flush=True)
+    epochs = f"{result['epochs']} epoch{'s' * (result['epochs'] != 1)}"
+    print(f"    {variant} seed {seed}: {cell} -> {result['accuracy']} % ({epochs}, "
+          f"search {result['search_s'] / 60:.1f} min, largest probability {result['top_probability']}; "
+          f"by epoch: {result['trajectory']})", flush=True)
     return result
 
 

@@ -147,3 +147,23 @@ def test_data_splits_move_to_a_device_whole() -> None:
     for split in (moved.train, moved.val, moved.test):
         assert split.images.device.type == "meta" and split.labels.device.type == "meta"
     assert (moved.input_shape, moved.classes, moved.mean) == (data.input_shape, data.classes, data.mean)
+
+
+def test_the_bench_confirms_the_front_members_that_could_beat_an_anchor() -> None:
+    spec = importlib.util.spec_from_file_location("cifar10_search", ROOT / "bench" / "cifar10_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    member = lambda g, acc, secs: {"genotype": [g], "accuracy": acc, "train_time_s": secs}  # noqa: E731
+    front = [member(0, 0.38, 9.1), member(1, 0.44, 13.9), member(2, 0.45, 14.6), member(3, 0.506, 82.6)]
+    default = {"accuracy": 0.412, "train_time_s": 15.7}   # the default's own search record
+    # the anchor trains in 34 s; search times scale by 2.4 to retraining times: 13.9 s -> 33.4 s is under it
+    picks = bench.pick_found(front, {"airbench94": 34.0}, 2.4, 3, default)
+    assert [(label, p["genotype"]) for label, p in picks] == [
+        ("under_airbench94", [1]), ("beats_default", [2]), ("most_accurate", [3])]
+    # a slower anchor measurement moves the first pick; a pick equal to an earlier one is not repeated
+    picks = bench.pick_found(front, {"airbench94": 36.0}, 2.4, 3, default)
+    assert [(label, p["genotype"]) for label, p in picks] == [("under_airbench94", [2]), ("most_accurate", [3])]
+    assert [label for label, _ in bench.pick_found(front, {"airbench94": 34.0}, 2.4, 3, default,
+                                                   ["beats_default"])] == ["beats_default"]
+    assert [label for label, _ in bench.pick_found(front, {"airbench94": 34.0}, 2.4, 1, None)] == [
+        "under_airbench94"]
