@@ -296,8 +296,11 @@ def retrain(args: argparse.Namespace, search: Mapping[str, Any], results: Result
     scale = time_scale(search_config, len(load_dataset(search_config.dataset).train), len(retrainer.data.train))
     default = retrainer.space({}).default_genotype   # airbench94 itself (search.include_default) is no find
     front = [p for p in search["front"] if tuple(p["genotype"]) != default]
+    # the default's record in the search itself (search.include_default), else step 2's measurement of it
+    in_search = [r["metrics"] for r in history(run_dir) if tuple(r["genotype"]) == default and r["status"] == "ok"]
+    default_record = in_search[0] if in_search else search["default"].get("search")
     picks = args.picks.split(",") if args.picks else None
-    for label, pick in pick_found(front, times, scale, args.confirm, search["default"].get("search"), picks):
+    for label, pick in pick_found(front, times, scale, args.confirm, default_record, picks):
         key = f"found:{label}"
         print(f"  {key}: {pick['decisions']}", flush=True)
         rows = retrainer.run(key, pick["genotype"], {}, {}, args.runs)
@@ -369,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.anchors:
         if name not in ANCHORS:
             parser.error(f"unknown anchor {name!r}: one of {', '.join(ANCHORS)}")
+    known = [f"under_{a}" for a in args.anchors] + ["beats_default", "most_accurate"]
+    for label in args.picks.split(",") if args.picks else []:
+        if label not in known:
+            parser.error(f"unknown pick {label!r}: one of {', '.join(known)}")
     gpus = torch.cuda.device_count() if args.device == "cuda" else 0
     workers = args.workers or max(1, gpus)
     overrides = [f"trainer.device={args.device}", f"search.workers={workers}", *(TINY if args.tiny else []),

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# Hypothesis: the default profile replays the same programs every run (CI is deterministic and writes no
-# .hypothesis/ into the checkout); `HYPOTHESIS_PROFILE=explore` draws new ones each run, for a nightly job or a
-# hunt (a failure prints its example and a @reproduce_failure blob to replay it).
+# Hypothesis: the default profile replays the same programs every run (CI is deterministic and keeps no example
+# database); `HYPOTHESIS_PROFILE=explore` draws new ones each run, for a nightly job or a hunt (a failure prints
+# its example and a @reproduce_failure blob to replay it).
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None)
 settings.register_profile("explore", max_examples=1000, deadline=None, database=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

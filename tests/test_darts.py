@@ -236,6 +236,19 @@ def test_max_seconds_stops_at_an_epoch_end_and_a_resume_stops_there_too(digits, 
             settings(max_seconds=bad)
 
 
+def test_max_seconds_expects_epochs_with_architecture_steps_to_be_slower_than_warm_up(digits, monkeypatch) -> None:
+    def timed(self, index):   # warm-up (weight steps only) 10 s an epoch, then 20 s with the architecture steps
+        return {**real_epoch(self, index), "seconds": 10.0 if index < self.cfg.warmup_epochs else 20.0}
+    real_epoch = BilevelSearch.epoch
+    monkeypatch.setattr(BilevelSearch, "epoch", timed)
+    epochs = lambda limit: len(search("identity | conv(8, 3) | zero", digits, epochs=5, warmup_epochs=2,  # noqa: E731
+                                      max_seconds=limit)[1])
+    # after 2 warm-up epochs (20 s) the next is estimated at 2 x 10 s: 40 s passes 35 but not 45
+    assert epochs(35) == 2 and epochs(45) == 3
+    # then the search epochs themselves are the measure: 40 s + 20 s passes 55; 60 s + 20 s passes 75, not 80
+    assert epochs(55) == 3 and epochs(75) == 4 and epochs(80) == 5
+
+
 def test_second_order_gradient_matches_the_exact_hypergradient(digits) -> None:
     supernet = build_supernet(tiny_space("identity | conv(8, 3) | avgpool(3, stride=1, padding=1)"))
     cfg = settings(order=2, **{"weights.weight_decay": 0.0, "weights.lr": 0.05})

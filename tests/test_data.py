@@ -160,6 +160,9 @@ def test_a_subset_takes_any_kind_of_index_and_stays_on_the_splits_device() -> No
     for index in ([4, 1], np.array([4, 1]), torch.tensor([4, 1]), torch.tensor([4, 1], dtype=torch.int32)):
         part = split.subset(index)
         assert part.labels.tolist() == [40, 10] and part.images.flatten().tolist() == [4, 1], index
+    for mask in (torch.tensor([False, True, False, False, True, False]), np.array([0, 1, 0, 0, 1, 0], dtype=bool)):
+        with pytest.raises(TypeError, match="not a boolean mask"):   # it would read as the indices 0 and 1
+            split.subset(mask)
 
 
 @pytest.mark.cuda

@@ -38,6 +38,9 @@ from search.run_config import config_changes
 from search.training import resolve_device, seed_everything
 
 CHECKPOINT_VERSION = 1
+# the cost of a search epoch over a weight-only (warm-up) one: each weight step gains an architecture step, of one
+# forward and backward pass (first order) or about four (second order: the unrolled step and two finite differences)
+WARMUP_TO_SEARCH = {1: 2.0, 2: 5.0}
 
 
 class ResumeMismatch(ArchError):
@@ -306,10 +309,17 @@ class BilevelSearch:
         return self.history
 
     def out_of_time(self) -> bool:
-        """search.max_seconds: would one more epoch, as slow as the slowest so far, pass the limit? Counted from
-        the recorded epochs' seconds, so a resumed run stops where the uninterrupted one would."""
+        """search.max_seconds: would one more epoch, as slow as the slowest so far, pass the limit? Epochs with
+        architecture steps (after warmup_epochs) are compared with their own kind; the first of them is estimated
+        from the weight-only epochs (WARMUP_TO_SEARCH times the slowest). Counted from the recorded epochs' seconds,
+        so a resumed run stops where the uninterrupted one would."""
         limit, seconds = self.cfg.max_seconds, [record["seconds"] for record in self.history]
-        return limit is not None and bool(seconds) and sum(seconds) + max(seconds) > limit
+        if limit is None or not seconds:
+            return False
+        warmup, searching = seconds[:self.cfg.warmup_epochs], seconds[self.cfg.warmup_epochs:]
+        next_epoch = max(searching) if searching else max(warmup) * (
+            WARMUP_TO_SEARCH[self.cfg.order] if len(seconds) == self.cfg.warmup_epochs else 1.0)
+        return sum(seconds) + next_epoch > limit
 
     # ---- checkpoint -----------------------------------------------------------------------------------
     def state_dict(self, epochs_done: int) -> dict[str, Any]:

@@ -221,10 +221,15 @@ class Darts(OneShotStrategy):
         check = collapse(supernet.relaxed, last["softmax"], op_choices, derivation.collapse_threshold)
         self.warnings = [collapse_warning(supernet.relaxed, op_choices, check)] if check.collapsed else []
         if len(self.history) < self.settings.epochs:   # only search.max_seconds ends the training early
-            self.warnings.insert(0, f"the supernet trained {len(self.history)} of {self.settings.epochs} epochs: "
+            done, warmup = len(self.history), self.settings.warmup_epochs
+            self.warnings.insert(0, f"the supernet trained {done} of {self.settings.epochs} epochs: "
                                     f"search.max_seconds={self.settings.max_seconds:g} stopped it (one more epoch "
                                     f"would have passed it after {sum(r['seconds'] for r in self.history):.1f} s), "
-                                    "so its learning rate had not annealed; lower search.epochs to fit the limit")
+                                    "so its schedules (learning rate, temperature, beta-decay weight) had not run "
+                                    "to their ends"
+                                    + (f"; the architecture never trained (search.warmup_epochs={warmup}): the "
+                                       "derivation reads untrained weights" if done <= warmup else "")
+                                    + "; lower search.epochs to fit the limit")
         for warning in self.warnings:
             print(warning)
         print("derived: " + ", ".join(f"{k}={v}" for k, v in self.space.describe(genotype).items()))

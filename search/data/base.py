@@ -44,6 +44,8 @@ class Split:
 
     def subset(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> "Split":
         # the index on the images' device: a split kept on the GPU (evaluators hold decoded data there) stays there
+        if getattr(indices, "dtype", None) in (torch.bool, np.bool_):   # would read as indices 0 and 1
+            raise TypeError("subset takes indices, not a boolean mask (use mask.nonzero())")
         if isinstance(indices, torch.Tensor):
             index = indices.to(self.images.device, torch.int64)
         else:
