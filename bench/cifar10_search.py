@@ -14,7 +14,8 @@ Per seed:
      on the same data (`evaluator.final`, into WORK/seedS/default/): its test accuracy next to best/'s.
 Then, with --runs N: the anchors (airbench94's layout with its recipe, then airbench95's, then airbench96's with
 theirs) and the front's networks picked against the anchors' times, each trained N times (seeds 0..N-1) with the
-same trainer, data (every training image: dataset.val_size=0) and timer, one after the other; mean and spread of
+same trainer, data (every training image: dataset.val_size=0) and timer, in rounds of one run each (--interleave,
+the default: a drifting machine moves them all alike; the picks then use the anchors' first runs); mean and spread of
 TTA test accuracy and training time, and whether a found network dominates an anchor. --time-limit stops adding
 runs when the next one would not fit, and airbench96 (the longest) comes last.
 
@@ -200,18 +201,21 @@ class Retrainer:
         return self.spaces[key]
 
     def run(self, name: str, genotype: Sequence[int], params: Mapping[str, Any], recipe: Mapping[str, Any],
-            runs: int) -> list[dict[str, Any]]:
+            runs: Sequence[int], done: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Runs with these seeds; ``done``: this network's earlier runs (the time of the next is estimated from
+        them). Stops at a failed run or when the next would pass the deadline."""
         space = self.space(params)
         compiled = space.compile(genotype)
         base = trainer_config(OmegaConf.to_container(OmegaConf.merge(self.trainer, recipe)))
         per_epoch = len(self.data.train) // min(base.batch_size, len(self.data.train))
         cost = compiled.summary["macs"] * (base.budget.steps or math.ceil(base.budget.epochs * per_epoch))
         rows: list[dict[str, Any]] = []
-        for run in range(runs):
-            expected = rows[-1]["wall_s"] if rows else (self.rate or 0.0) * cost
+        for run in runs:
+            earlier = [*done, *rows]
+            expected = earlier[-1]["wall_s"] if earlier else (self.rate or 0.0) * cost
             if time.perf_counter() + expected > self.deadline:
-                print(f"    [{name}] stopped after {len(rows)} run(s): the next (about {expected:.0f} s) would pass "
-                      "--time-limit", flush=True)
+                print(f"    [{name}] stopped after {len(earlier)} run(s): the next (about {expected:.0f} s) would "
+                      "pass --time-limit", flush=True)
                 break
             start = time.perf_counter()
             seed_everything(run)
@@ -278,19 +282,31 @@ def retrain(args: argparse.Namespace, search: Mapping[str, Any], results: Result
     out = results.data["retrain"]
     out.update({"data": retrainer.data.describe(), "data_in_place": retrainer.data_in_place, "contenders": {}})
     contenders = out["contenders"]
+    # --interleave: every network's first run, then round after round one run of each, so that a machine that
+    # drifts (a host's load, a GPU's clocks) moves all of them alike; the picks are made from the anchors' first runs
+    first = [0] if args.interleave else list(range(args.runs))
+    later = range(1, args.runs) if args.interleave else range(0)
+    networks: dict[str, tuple[Sequence[int], Mapping[str, Any], Mapping[str, Any]]] = {}
 
-    def anchor(name: str) -> None:
+    def measure(name: str, runs: Sequence[int]) -> None:
+        genotype, params, recipe = networks[name]
+        entry = contenders[name]
+        entry["runs"] = [*entry["runs"], *retrainer.run(name, genotype, params, recipe, runs, entry["runs"])]
+        entry.update(stats(entry["runs"]))
+        results.save()
+
+    def anchor(name: str, runs: Sequence[int]) -> None:
         choices, params, recipe = ANCHORS[name]
         print(f"  {name}: {choices or 'the default genotype'}, {params or ''} recipe {recipe}", flush=True)
         genotype = genotype_of(retrainer.space(params), choices)
-        rows = retrainer.run(name, genotype, params, recipe, args.runs)
+        networks[name] = (genotype, params, recipe)
         contenders[name] = {"decisions": retrainer.space(params).describe(genotype), "params": params,
-                            "recipe": recipe, "runs": rows, **stats(rows)}
-        results.save()
+                            "recipe": recipe, "runs": []}
+        measure(name, runs)
 
     for name in args.anchors:
         if name != "airbench96":  # the longest comes last, when time allows
-            anchor(name)
+            anchor(name, first)
     times = {a: c["time_mean"] for a, c in contenders.items() if c.get("time_mean") is not None}
     search_config = OmegaConf.create(json.loads((run_dir / "run.json").read_text())["config"])
     scale = time_scale(search_config, len(load_dataset(search_config.dataset).train), len(retrainer.data.train))
@@ -303,13 +319,17 @@ def retrain(args: argparse.Namespace, search: Mapping[str, Any], results: Result
     for label, pick in pick_found(front, times, scale, args.confirm, default_record, picks):
         key = f"found:{label}"
         print(f"  {key}: {pick['decisions']}", flush=True)
-        rows = retrainer.run(key, pick["genotype"], {}, {}, args.runs)
+        networks[key] = (pick["genotype"], {}, {})
         contenders[key] = {"decisions": pick["decisions"], "genotype": pick["genotype"],
-                           "search": {"accuracy": pick["accuracy"], "train_time_s": pick["train_time_s"]},
-                           "runs": rows, **stats(rows)}
-        results.save()
+                           "search": {"accuracy": pick["accuracy"], "train_time_s": pick["train_time_s"]}, "runs": []}
+        measure(key, first)
+    for run in later:
+        print(f"  round {run + 1} of {args.runs}: one run of each", flush=True)
+        for name, entry in contenders.items():   # a network whose last run failed or did not fit is done
+            if len(entry["runs"]) == run and all(r["status"] == "ok" for r in entry["runs"]):
+                measure(name, [run])
     if "airbench96" in args.anchors:
-        anchor("airbench96")
+        anchor("airbench96", list(range(args.runs)))
 
 
 def dominance(contenders: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -364,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--picks", default=None, help="only these picks, comma-separated: under_ANCHOR, "
                         "beats_default, most_accurate (default: all, in that order, up to --confirm)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds: no retraining run starts after")
+    parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                        help="retrain in rounds, one run of each network per round (default), instead of each "
+                             "network's runs one after the other; airbench96 always comes last, its runs together")
     parser.add_argument("--tiny", action="store_true", help="a dry run of every step (a few images, one step)")
     parser.add_argument("overrides", nargs="*", help="more overrides for the search, e.g. search=evolution")
     args = parser.parse_intermixed_args(argv)   # overrides before and after the options

@@ -7,9 +7,10 @@
 #      in rounds for SEARCH_S seconds (default 240), then best/ trained once more and tested;
 #   2. the space's default (airbench94's layout) with the same final budget, for comparison;
 #   3. the anchors and the networks found, 5 runs each (seeds 0-4) with the same trainer, data (all 50,000 training
-#      images) and timer, one after the other: airbench94, airbench95, up to 3 front members picked against the
-#      anchors' measured times, then airbench96 (about 21 s a run) while time allows (TIME_S, default 500 s;
-#      the whole under TOTAL_S, default 530 s, leaving the set-up and the copies below inside the tool's 600 s).
+#      images) and timer, in rounds of one run each (a drifting GPU moves them all alike): airbench94, airbench95,
+#      up to 3 front members picked against the anchors' first runs' times; then airbench96 (about 21 s a run)
+#      while time allows (TIME_S, default 500 s; the whole under TOTAL_S, default 530 s, leaving the set-up and the
+#      copies below inside the tool's 600 s).
 # Everything goes through bench/cifar10_search.py; its results.json is written after every step, so a run cut short
 # still returns what it measured.
 #
