@@ -97,8 +97,9 @@ class DartsConfig:
     strategy: dict[str, Any] = field(default_factory=dict)  # _target_: the strategy class (search.darts.strategy.Darts)
     epochs: int = 50                 # passes over the weights' half of the training split (as the paper)
     max_seconds: Optional[float] = None  # stop the supernet's training at the first epoch's end where one more epoch
-    #                                      (as slow as the slowest so far) would pass this many seconds of training;
-    #                                      the schedules still follow `epochs`. null: no limit
+    #                                      (estimated from the slowest so far: BilevelSearch.out_of_time) would pass
+    #                                      this many seconds of training; the schedules still follow `epochs`. null:
+    #                                      no limit
     batch_size: int = 64
     arch_fraction: float = 0.5       # share of the training split held out for the architecture steps
     order: int = 1                   # 1: first-order DARTS; 2: the unrolled (second-order) approximation
