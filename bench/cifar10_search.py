@@ -166,12 +166,17 @@ def train_default(out: Path, front: Sequence[Mapping[str, Any]]) -> dict[str, An
     row = {k: final.get(k) for k in ("status", "test_acc", "test_acc_tta", "train_time_s")}
     row["search"] = {k: candidate.get(k) for k in ("status", "accuracy", "train_time_s")}
     row["data_device"] = str(context.evaluator.data.train.images.device)  # cuda: kept there for every candidate
-    if candidate.get("status", "ok") == "ok":  # other front members that beat it in the search's own terms (the
-        acc, secs = candidate["accuracy"], candidate["train_time_s"]   # default itself, with search.include_default,
-        others = [p for p in front if tuple(p["genotype"]) != genotype]   # differs from this run by timing noise)
-        row["dominated_by"] = [p["decisions"] for p in others if p["accuracy"] >= acc and p["train_time_s"] < secs
-                               and (p["accuracy"], p["train_time_s"]) != (acc, secs)]
+    # other front members that beat it in the search's own terms (the default itself, in the front with
+    # search.include_default, differs from this run by timing noise)
+    if candidate.get("status", "ok") == "ok":
+        others = [p for p in front if tuple(p["genotype"]) != genotype]
+        row["dominated_by"] = [p["decisions"] for p in others if beats(p, candidate)]
     return row
+
+
+def beats(member: Mapping[str, Any], reference: Mapping[str, Any]) -> bool:
+    """In the search's terms: at least the reference's validation accuracy in less training time."""
+    return member["accuracy"] >= reference["accuracy"] and member["train_time_s"] < reference["train_time_s"]
 
 
 # ---- 3. anchors and found networks, n runs each ------------------------------------------------------------------
@@ -263,8 +268,7 @@ def pick_found(front: Sequence[Mapping[str, Any]], anchor_times: Mapping[str, fl
     wanted: list[tuple[str, Sequence[Mapping[str, Any]]]] = [
         (f"under_{a}", [p for p in front if p["train_time_s"] * scale < t]) for a, t in anchor_times.items()]
     if default and default.get("accuracy") is not None and default.get("train_time_s") is not None:
-        wanted.append(("beats_default", [p for p in front if p["accuracy"] >= default["accuracy"]
-                                         and p["train_time_s"] < default["train_time_s"]]))
+        wanted.append(("beats_default", [p for p in front if beats(p, default)]))
     wanted.append(("most_accurate", list(front)))
     for label, members in wanted:
         if members and (labels is None or label in labels):
